@@ -1,0 +1,206 @@
+"""The ``practicum`` command: list, run, runs, report, data.
+
+Exit status: 0 success, 2 usage/config error, 1 runtime error, 130 interrupted. Errors are one line
+on stderr (``error: ...``); ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+
+from practicum.errors import PracticumError, UsageError
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but its usage errors read like ours (one line, exit 2)."""
+
+    def error(self, message):
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="practicum", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    sub.add_parser("list", help="the built-in catalog of experiments")
+
+    p = sub.add_parser("run", help="run an experiment (catalog name or .toml file)")
+    p.add_argument("experiment")
+    p.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field by dotted path, e.g. -o optim.lr=0.05")
+    p.add_argument("--seed", type=int, help="random seed (part of the run's identity)")
+    p.add_argument("--force", action="store_true", help="run again even if a finished run exists")
+    p.add_argument("--quick", action="store_true", help="the entry's small, fast form (for tests)")
+    p.add_argument("--no-report", action="store_true", help="skip writing report.md/report.html")
+
+    p = sub.add_parser("runs", help="runs in the index")
+    p.add_argument("--experiment")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true")
+    fmt.add_argument("--csv", action="store_true")
+
+    p = sub.add_parser("report", help="write report.md and report.html for a run")
+    p.add_argument("run", help="run id, id prefix or run directory")
+
+    p = sub.add_parser("data", help="datasets: list, fetch, verify")
+    data_sub = p.add_subparsers(dest="action", required=True, parser_class=Parser)
+    data_sub.add_parser("list", help="known datasets with their files, sizes and checksums")
+    q = data_sub.add_parser("fetch", help="fetch a dataset into the cache")
+    q.add_argument("name")
+    q = data_sub.add_parser("verify", help="verify cached files against their checksums")
+    q.add_argument("name", nargs="?")
+    return parser
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def cmd_list(args) -> int:
+    from practicum.config import ALIASES, catalog, read_toml
+
+    entries = catalog()
+    width = max(map(len, [*entries, *ALIASES]), default=0)
+    for alias, target in ALIASES.items():
+        print(f"{alias:<{width}}  = {target}: {read_toml(entries[target]).get('description', '')}")
+    for name, path in entries.items():
+        raw = read_toml(path)
+        seed = f"[seed {raw['seed_report']}] " if raw.get("seed_report") else ""
+        print(f"{name:<{width}}  {seed}{raw.get('description', '')}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from practicum.config import load_experiment
+    from practicum.execute import execute, start
+
+    cfg = load_experiment(args.experiment, args.override, seed=args.seed, quick=args.quick)
+    claim, run = start(cfg, force=args.force)
+    record = claim.record
+    if claim.action == "finished":
+        print(f"{cfg.name}: already finished as run {record.id} ({record.dir}); "
+              f"{record.headline or ''} — use --force to run again")
+        return 0
+    if claim.action == "busy":
+        raise PracticumError(f"{cfg.name}: run {record.id} of this config is in progress "
+                             f"(pid {record.pid}); wait for it or stop it")
+    verb = "resuming" if run.resumed else "starting"
+    print(f"{cfg.name}: {verb} run {run.id} in {run.dir}", file=sys.stderr)
+    try:
+        summary = execute(run)
+    except KeyboardInterrupt:
+        print(f"{cfg.name}: interrupted; run the same command again to resume {run.id}",
+              file=sys.stderr)
+        return 130
+    metric = cfg.expect.metric
+    shown = f"{metric}={summary[metric]:.4f}" if metric in summary else json.dumps(summary)
+    duration = run.index.get(run.id).duration
+    print(f"{cfg.name}: finished run {run.id}: {shown} in {duration:.1f}s -> {run.dir}")
+    if not args.no_report:
+        from practicum.report import write_run_report
+
+        md, _ = write_run_report(run.index.get(run.id))
+        print(f"report: {md}")
+    return 0
+
+
+RUN_COLUMNS = ("id", "experiment", "status", "started", "duration", "headline")
+
+
+def cmd_runs(args) -> int:
+    from practicum.runs import Index
+
+    records = Index().list(args.experiment)
+    if args.json:
+        print(json.dumps([r.as_json() for r in records], indent=2))
+        return 0
+    if args.csv:
+        keys = sorted({k for r in records for k in r.summary})
+        writer = csv.writer(sys.stdout)
+        writer.writerow([*RUN_COLUMNS[:-1], "config_hash", "dir", *keys])
+        for r in records:
+            writer.writerow([r.id, r.experiment, r.status, _when(r.started), _secs(r.duration),
+                             r.config_hash, r.dir, *(r.summary.get(k, "") for k in keys)])
+        return 0
+    rows = [(r.id, r.experiment, r.status, _when(r.started), _secs(r.duration), r.headline or "")
+            for r in records]
+    widths = [max(len(str(x)) for x in col) for col in zip(RUN_COLUMNS, *rows)]
+    for row in [RUN_COLUMNS, *rows]:
+        print("  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip())
+    return 0
+
+
+def _when(t: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else ""
+
+
+def _secs(d: float | None) -> str:
+    return f"{d:.1f}s" if d is not None else ""
+
+
+def cmd_report(args) -> int:
+    from practicum.report import write_run_report
+    from practicum.runs import Index
+
+    md, html = write_run_report(Index().find(args.run))
+    print(md)
+    print(html)
+    return 0
+
+
+def cmd_data(args) -> int:
+    from practicum.data import cache
+
+    if args.action == "list":
+        for name in cache.dataset_names():
+            info = cache.dataset_info(name)
+            files = info["files"]
+            total = sum(f["size"] for f in files)
+            print(f"{name}: {info.get('description', '')} ({len(files)} files, {total:,} bytes)")
+            shown = files if len(files) <= 10 else files[:5]
+            for f in shown:
+                print(f"  {f['path']}  {f['size']:>12,}  sha256:{f['sha256']}")
+            if len(files) > len(shown):
+                print(f"  ... and {len(files) - len(shown)} more")
+        return 0
+    if args.action == "fetch":
+        path = cache.fetch(args.name)
+        print(f"{args.name}: {path}")
+        return 0
+    rows = cache.verify(args.name)
+    bad = 0
+    for dataset, file, status in rows:
+        print(f"{status:<10} {dataset}/{file}")
+        bad += status != "ok"
+    if bad:
+        raise PracticumError(f"{bad} of {len(rows)} files are missing or bad (see above)")
+    return 0
+
+
+COMMANDS = {"list": cmd_list, "run": cmd_run, "runs": cmd_runs, "report": cmd_report, "data": cmd_data}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except PracticumError as e:
+        if debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # a bug or an unexpected failure: still one line unless --debug
+        if debug:
+            raise
+        print(f"error: {type(e).__name__}: {e} (run with --debug for the traceback)", file=sys.stderr)
+        return 1

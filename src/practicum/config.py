@@ -1,0 +1,269 @@
+"""Experiment files: strict, typed, declarative TOML.
+
+An experiment file names a ``task`` (the practical's runner) and holds the sections that task's
+schema declares. Loading validates strictly: an unknown key is an error naming the file, the key and
+the nearest valid key; a wrong type names the expected type. ``-o a.b=value`` overrides any field by
+dotted path before validation, so overrides are checked exactly like the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import types
+import typing
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from practicum.errors import UsageError
+from practicum.registry import nearest
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors, values are re-validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class Expect(Section):
+    """The band a catalog entry promises, checked by the tests (slow ones run the full entry)."""
+
+    metric: str = "test/accuracy"
+    min: float | None = None
+    max: float | None = None
+    quick_min: float | None = Field(None, description="lower bound for the --quick form")
+
+
+class Experiment(Section):
+    """Fields every experiment file has; each task's schema subclasses this with its sections."""
+
+    name: str
+    task: str
+    description: str = ""
+    seed_report: str | None = Field(None, description="seed report this entry reproduces, e.g. '000'")
+    seed: int = 0
+    expect: Expect = Expect()
+    quick: dict[str, Any] = Field(
+        default_factory=dict, description="dotted overrides applied by --quick (small, fast form)"
+    )
+
+    # Fields that describe an entry but do not change what it computes: left out of its identity.
+    _meta_fields = {"description", "seed_report", "expect", "quick"}
+
+    def identity(self) -> dict:
+        return self.model_dump(mode="json", exclude=self._meta_fields)
+
+    def config_hash(self) -> str:
+        """A trial's identity: hash of the resolved config, seed included."""
+        blob = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------------------------
+# Locating and reading files
+
+
+def catalog_dir() -> Path:
+    return Path(str(resources.files("practicum") / "experiments"))
+
+
+# Other names for catalog entries: ``practicum run quickstart`` is the half-moons practical.
+ALIASES = {"quickstart": "numpy-halfmoon"}
+
+
+def catalog() -> dict[str, Path]:
+    """Catalog name -> experiment file, for every file shipped in ``practicum/experiments``."""
+    return {p.stem: p for p in sorted(catalog_dir().glob("*.toml"))}
+
+
+def resolve_path(spec: str) -> Path:
+    """A catalog name or a path to an experiment file."""
+    path = Path(spec)
+    if path.suffix == ".toml" or path.exists():
+        if not path.is_file():
+            raise UsageError(f"experiment file not found: {spec}")
+        return path
+    entries = catalog()
+    spec = ALIASES.get(spec, spec)
+    if spec not in entries:
+        raise UsageError(
+            f"unknown experiment '{spec}'{nearest(spec, entries)}: "
+            "give a catalog name (see 'practicum list') or a path to a .toml file"
+        )
+    return entries[spec]
+
+
+def read_toml(path: Path) -> dict:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise UsageError(f"{path}: not valid TOML: {e}") from None
+    except OSError as e:
+        raise UsageError(f"{path}: cannot read: {e.strerror}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Overrides
+
+
+def parse_value(text: str) -> Any:
+    """A TOML scalar or list (``0.05``, ``[512, 256]``, ``true``, ``"x"``); bare words stay strings."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip():
+        raise UsageError(f"override '{item}': expected KEY=VALUE, e.g. optim.lr=0.05")
+    return key.strip(), parse_value(value.strip())
+
+
+def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    """``{"data": {"limit": 5}}`` -> ``{"data.limit": 5}`` (TOML's dotted keys nest tables)."""
+    flat = {}
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, path + "."))
+        else:
+            flat[path] = value
+    return flat
+
+
+def set_dotted(raw: dict, key: str, value: Any) -> None:
+    node = raw
+    parts = key.split(".")
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise UsageError(f"override '{key}': '{part}' is a value, not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation with readable errors
+
+
+def _unwrap_model(annotation) -> type[BaseModel] | None:
+    """The BaseModel class inside ``X``, ``X | None`` or ``Optional[X]``, if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        for arg in typing.get_args(annotation):
+            found = _unwrap_model(arg)
+            if found:
+                return found
+    return None
+
+
+def _field_at(schema: type[BaseModel], loc: tuple) -> tuple[type[BaseModel] | None, Any]:
+    """(model owning the last key of ``loc``, that field's annotation) by walking the schema."""
+    model, annotation = schema, None
+    for i, part in enumerate(loc):
+        if model is None or not isinstance(part, str):
+            return None, None
+        field = model.model_fields.get(part)
+        if field is None:
+            return (model, None) if i == len(loc) - 1 else (None, None)
+        annotation = field.annotation
+        if i < len(loc) - 1:
+            model = _unwrap_model(annotation)
+    return model, annotation
+
+
+def _describe_type(annotation) -> str:
+    if annotation is None:
+        return "a value"
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(annotation))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe_type(a) for a in typing.get_args(annotation))
+    if origin in (list, tuple):
+        args = typing.get_args(annotation)
+        return f"a list of {_describe_type(args[0])}" if args else "a list"
+    if origin is dict:
+        return "a table"
+    if annotation is type(None):
+        return "nothing (omit it)"
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return "a table"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _format_error(schema: type[BaseModel], err: dict) -> str:
+    loc = tuple(err["loc"])
+    # Pydantic appends the union member or function name in some locs; drop non-field parts.
+    key = ".".join(str(p) for p in loc)
+    if err["type"] == "extra_forbidden":
+        owner, _ = _field_at(schema, loc)
+        hint = nearest(loc[-1], owner.model_fields) if owner else ""
+        return f"unknown key '{key}'{hint}"
+    if err["type"] == "missing":
+        return f"missing required key '{key}'"
+    _, annotation = _field_at(schema, loc)
+    return (
+        f"key '{key}': expected {_describe_type(annotation)}, got {err.get('input')!r} "
+        f"({err['msg'].lower()})"
+    )
+
+
+def validate(schema: type[Experiment], raw: dict, source: str) -> Experiment:
+    try:
+        return schema.model_validate(raw)
+    except ValidationError as e:
+        messages = [_format_error(schema, err) for err in e.errors()]
+        raise UsageError(f"{source}: " + "; ".join(messages)) from None
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def load_raw(spec: str) -> tuple[dict, Path]:
+    path = resolve_path(spec)
+    return read_toml(path), path
+
+
+def load_experiment(
+    spec: str,
+    overrides: list[str] = (),
+    seed: int | None = None,
+    quick: bool = False,
+) -> Experiment:
+    """Read, override and validate an experiment. ``spec`` is a catalog name or a file path."""
+    from practicum.practicals import task_schema
+
+    raw, path = load_raw(spec)
+    if quick:
+        quick_overrides = raw.get("quick", {})
+        if not isinstance(quick_overrides, dict):
+            raise UsageError(f"{path}: key 'quick': expected a table of dotted overrides")
+        for key, value in flatten(quick_overrides).items():
+            set_dotted(raw, key, value)
+    for item in overrides:
+        key, value = parse_override(item)
+        set_dotted(raw, key, value)
+    if seed is not None:
+        raw["seed"] = seed
+    task = raw.get("task")
+    if not isinstance(task, str):
+        raise UsageError(f"{path}: missing required key 'task' (the practical to run)")
+    try:
+        schema = task_schema(task)
+    except UsageError as e:
+        raise UsageError(f"{path}: key 'task': {e}") from None
+    return validate(schema, raw, str(path))

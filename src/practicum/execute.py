@@ -1,0 +1,125 @@
+"""Run one experiment config as a recorded run: claim it in the index, run its task, record the end.
+
+Used by ``practicum run`` and by every sweep worker, so a trial is always an ordinary run.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+
+from practicum import fileio
+from practicum.config import Experiment
+from practicum.errors import PracticumError
+from practicum.practicals import task_module
+from practicum.runs import Claim, Index, Run, command_line
+
+PACKAGES = ("practicum", "numpy", "torch", "pydantic", "matplotlib", "torchmetrics", "tensorboard")
+
+
+def git_commit(path: Path) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
+
+
+def environment() -> dict:
+    """Provenance recorded next to the metrics (never imports torch just to ask its version)."""
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    threads = {"cpu_count": os.cpu_count()}
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        if var in os.environ:
+            threads[var] = os.environ[var]
+    if "torch" in sys.modules:
+        threads["torch"] = sys.modules["torch"].get_num_threads()
+    return {
+        "python": sys.version.split()[0],
+        "packages": versions,
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "hostname": platform.node(),
+        "threads": threads,
+        "git_commit": {
+            "cwd": git_commit(Path.cwd()),
+            "practicum": git_commit(Path(__file__).resolve().parent),
+        },
+        "command": command_line(),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+@contextmanager
+def sigterm_as_interrupt():
+    """SIGTERM is handled like Ctrl-C: the task stops, the run is marked interrupted."""
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def start(cfg: Experiment, force: bool = False, index: Index | None = None) -> tuple[Claim, Run | None]:
+    """Claim ``cfg`` in the index; return the claim and, when there is work to do, its Run."""
+    index = index or Index()
+    claim = index.claim(cfg, force=force)
+    if claim.action in ("finished", "busy"):
+        return claim, None
+    run = Run(index, claim.record, cfg, claim.lock_fd, resumed=claim.action == "resume")
+    env_path = run.dir / "env.json"
+    env = environment()
+    if run.resumed and env_path.exists():
+        previous = fileio.read_json(env_path)
+        previous.setdefault("resumed", []).append(env)
+        env = previous
+    fileio.write_json(env_path, env)
+    return claim, run
+
+
+def execute(run: Run) -> dict:
+    """Run the task of ``run.cfg``; record finished / failed / interrupted. Returns the summary."""
+    task = task_module(run.cfg.task)
+    try:
+        with sigterm_as_interrupt():
+            summary = task.run(run.cfg, run)
+    except KeyboardInterrupt:
+        run.interrupt()
+        raise
+    except PracticumError as e:
+        run.fail(str(e))
+        raise
+    except Exception as e:
+        run.fail(f"{type(e).__name__}: {e}")
+        raise
+    metric = run.cfg.expect.metric
+    headline = f"{metric}={summary[metric]:.4f}" if metric in summary else None
+    run.finish(summary, headline=headline)
+    return summary
+
+
+def run_experiment(cfg: Experiment, force: bool = False, index: Index | None = None):
+    """Claim and execute; returns (claim action, run record after the run)."""
+    index = index or Index()
+    claim, run = start(cfg, force=force, index=index)
+    if run is not None:
+        execute(run)
+    return claim.action, index.get(claim.record.id)

@@ -1,0 +1,224 @@
+"""Seed 000, practicals 1 and 2: a NumPy back-propagation network on half-moons and on MNIST.
+
+The whole loop is here, top to bottom: data as float32 arrays, mini-batches as index slices,
+forward, loss (+ L2), backward, SGD step, evaluation, checkpoint. Never imports torch.
+A checkpoint at each epoch end holds the weights, the momentum buffers, the RNG state and the
+metrics-file offset, so a run killed at any point resumes to bit-identical weights.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from practicum import fileio
+from practicum.config import Experiment, Section
+from practicum.runs import Run
+from practicum.scratch import ACTIVATIONS, LOSSES, SGD, l2_penalty, lr_at, mlp
+
+
+class Data(Section):
+    name: Literal["halfmoon", "mnist", "fashion-mnist"] = "halfmoon"
+    n_samples: int = Field(1000, gt=0, description="half-moons: points generated")
+    noise: float = Field(0.2, ge=0, description="half-moons: Gaussian noise")
+    test_fraction: float = Field(0.2, gt=0, lt=1, description="half-moons: held-out share")
+    train_limit: int | None = Field(None, gt=0, description="use the first N training samples")
+    test_limit: int | None = Field(None, gt=0, description="use the first N test samples")
+    normalize: Literal["unit", "standard"] = "unit"
+
+
+class Model(Section):
+    hidden: list[int] = [10]
+    activation: str = "relu"
+    init: Literal["he", "xavier"] | None = None
+
+
+class Schedule(Section):
+    name: Literal["constant", "step", "cosine", "cosine_exp"] = "constant"
+    warmup_epochs: float | None = None
+    decay_rate: float | None = None
+    decay_every: float | None = None
+    min_lr: float | None = None
+
+
+class Optim(Section):
+    lr: float = Field(0.1, gt=0)
+    momentum: float = Field(0.0, ge=0, lt=1)
+    nesterov: bool = False
+    l2: float = Field(0.0, ge=0, description="L2 strength: loss += 0.5 * l2 * sum W^2")
+    batch_size: int = Field(0, ge=0, description="0 = full batch (gradient descent)")
+    schedule: Schedule = Schedule()
+
+
+class Train(Section):
+    epochs: int = Field(100, gt=0)
+    loss: Literal["ce", "mse", "svm"] = "ce"
+    eval_every: int = Field(1, gt=0, description="epochs between evaluations")
+    checkpoint_every: int = Field(1, gt=0, description="epochs between checkpoints")
+
+
+class Config(Experiment):
+    data: Data = Data()
+    model: Model = Model()
+    optim: Optim = Optim()
+    train: Train = Train()
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def load_data(cfg: Data, rng: np.random.Generator):
+    """(train_x, train_y, test_x, test_y): float32 (N, D) features and int64 labels."""
+    if cfg.name == "halfmoon":
+        from practicum.data.synthetic import make_moons, train_test_split
+
+        x, y = make_moons(cfg.n_samples, cfg.noise, rng)
+        xtr, xte, ytr, yte = train_test_split(x, y, cfg.test_fraction, rng)
+    else:
+        from practicum.data.vision import load_mnist
+
+        d = load_mnist(cfg.name)
+        xtr, ytr, xte, yte = d.train_x, d.train_y, d.test_x, d.test_y
+    xtr, ytr = xtr[: cfg.train_limit], ytr[: cfg.train_limit]
+    xte, yte = xte[: cfg.test_limit], yte[: cfg.test_limit]
+    xtr = xtr.reshape(len(xtr), -1).astype(np.float32)
+    xte = xte.reshape(len(xte), -1).astype(np.float32)
+    if cfg.name != "halfmoon":
+        xtr /= 255.0
+        xte /= 255.0
+    if cfg.normalize == "standard":  # statistics of the training set only
+        mean, std = xtr.mean(), xtr.std()
+        xtr = (xtr - mean) / std
+        xte = (xte - mean) / std
+    return xtr, ytr.astype(np.int64), xte, yte.astype(np.int64)
+
+
+def evaluate(model, loss_fn, x, y, chunk: int = 8192) -> tuple[float, float]:
+    """Mean loss and accuracy over (x, y), in chunks to bound memory."""
+    total_loss, correct = 0.0, 0
+    for i in range(0, len(x), chunk):
+        scores = model.forward(x[i: i + chunk])
+        loss, _ = loss_fn(scores, y[i: i + chunk])
+        total_loss += loss * len(scores)
+        correct += int((scores.argmax(1) == y[i: i + chunk]).sum())
+    return total_loss / len(x), correct / len(x)
+
+
+def schedule_settings(cfg: Config) -> dict:
+    s = {k: v for k, v in cfg.optim.schedule.model_dump().items() if v is not None}
+    if s["name"] in ("cosine", "cosine_exp"):
+        s["total_epochs"] = cfg.train.epochs
+    return s
+
+
+# -- checkpoints: one .npz, no pickle ---------------------------------------------------------
+
+
+def save_checkpoint(run: Run, model, opt, rng, epoch: int, history: dict) -> None:
+    meta = {"epoch": epoch, "rng": rng.bit_generator.state, "metrics_position": run.metrics_position(),
+            "history": history}
+    arrays = {f"model.{k}": v for k, v in model.params().items()}
+    arrays.update({f"optim.{k}": v for k, v in opt.state_dict().items()})
+    arrays["meta"] = np.array(json.dumps(meta))
+    fileio.save_npz(run.checkpoint_path("last.npz"), **arrays)
+
+
+def load_checkpoint(run: Run, model, opt, rng) -> tuple[int, dict]:
+    """Restore state in place; returns (next epoch, history)."""
+    with np.load(run.checkpoint_path("last.npz"), allow_pickle=False) as z:
+        model.load_state_dict({k[6:]: z[k] for k in z.files if k.startswith("model.")})
+        opt.load_state_dict({k[6:]: z[k] for k in z.files if k.startswith("optim.")})
+        meta = json.loads(str(z["meta"]))
+    rng.bit_generator.state = meta["rng"]
+    run.rewind_metrics(meta["metrics_position"])
+    return meta["epoch"] + 1, meta["history"]
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def run(cfg: Config, run: Run) -> dict:
+    rng = np.random.default_rng(cfg.seed)
+    xtr, ytr, xte, yte = load_data(cfg.data, rng)
+    n_classes = int(max(ytr.max(), yte.max())) + 1
+    ACTIVATIONS[cfg.model.activation]  # unknown name -> a clear error before any work
+    model = mlp([xtr.shape[1], *cfg.model.hidden, n_classes], cfg.model.activation, rng, cfg.model.init)
+    loss_fn = LOSSES[cfg.train.loss]
+    opt = SGD(model.params(), lr=cfg.optim.lr, momentum=cfg.optim.momentum, nesterov=cfg.optim.nesterov)
+    schedule = schedule_settings(cfg)
+    batch = cfg.optim.batch_size or len(xtr)
+    steps_per_epoch = math.ceil(len(xtr) / batch)
+
+    start, history = 0, {"diverged_at": None}
+    if run.resumed and run.checkpoint_path("last.npz").exists():
+        start, history = load_checkpoint(run, model, opt, rng)
+
+    for epoch in range(start, cfg.train.epochs):
+        order = rng.permutation(len(xtr)) if batch < len(xtr) else None
+        loss_sum, correct = 0.0, 0
+        for i in range(steps_per_epoch):
+            if order is None:
+                xb, yb = xtr, ytr  # full batch: no copy
+            else:
+                idx = order[i * batch: (i + 1) * batch]
+                xb, yb = xtr[idx], ytr[idx]
+            opt.lr = lr_at(schedule, cfg.optim.lr, epoch + i / steps_per_epoch)
+            scores = model.forward(xb)
+            correct += int((scores.argmax(1) == yb).sum())
+            loss, dscores = loss_fn(scores, yb)
+            model.backward(dscores, need_input_grad=False)
+            if cfg.optim.l2:
+                penalty, _ = l2_penalty(model.params(), cfg.optim.l2, grads=model.grads())
+                loss += penalty
+            loss_sum += loss * len(yb)
+            opt.step(model.grads())
+        train_loss = loss_sum / len(xtr)
+        diverged = not math.isfinite(train_loss)
+        last = epoch == cfg.train.epochs - 1 or diverged
+        if (epoch + 1) % cfg.train.eval_every == 0 or last:
+            # Train metrics come from the epoch's own forward passes (free); test is evaluated.
+            run.log({"loss": train_loss, "accuracy": correct / len(xtr), "lr": opt.lr},
+                    split="train", step=(epoch + 1) * steps_per_epoch, epoch=epoch + 1)
+            if not diverged:
+                test_loss, test_acc = evaluate(model, loss_fn, xte, yte)
+                run.log({"loss": test_loss, "accuracy": test_acc}, split="test",
+                        step=(epoch + 1) * steps_per_epoch, epoch=epoch + 1)
+        if diverged:
+            history["diverged_at"] = epoch + 1
+            break
+        if (epoch + 1) % cfg.train.checkpoint_every == 0 or last:
+            save_checkpoint(run, model, opt, rng, epoch, history)
+
+    fileio.save_npz(run.artifact_path("weights.npz"), **model.state_dict())
+    summary = {"train/diverged": float(history["diverged_at"] is not None)}
+    if history["diverged_at"] is None:
+        summary["train/loss"], summary["train/accuracy"] = evaluate(model, loss_fn, xtr, ytr)
+        summary["test/loss"], summary["test/accuracy"] = evaluate(model, loss_fn, xte, yte)
+    else:
+        summary["train/diverged_epoch"] = float(history["diverged_at"])
+        summary["test/accuracy"] = float("nan")
+    if xtr.shape[1] == 2:
+        boundary_figure(model, xtr, ytr, xte, yte, run.figure_path("decision_boundary.png"), cfg.name)
+    return summary
+
+
+def boundary_figure(model, xtr, ytr, xte, yte, path, title: str) -> None:
+    """The decision boundary over the data's box, with train (dots) and test (crosses) points."""
+    from practicum.report.plots import plt, save
+
+    lo, hi = np.minimum(xtr.min(0), xte.min(0)) - 0.5, np.maximum(xtr.max(0), xte.max(0)) + 0.5
+    gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], 300), np.linspace(lo[1], hi[1], 300))
+    grid = np.stack([gx.ravel(), gy.ravel()], 1).astype(np.float32)
+    pred = model.forward(grid).argmax(1).reshape(gx.shape)
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    ax.contourf(gx, gy, pred, levels=[-0.5, 0.5, 1.5], colors=["#9ecae1", "#fdae6b"], alpha=0.6)
+    ax.scatter(xtr[:, 0], xtr[:, 1], c=ytr, cmap="coolwarm", s=10, edgecolors="k", linewidths=0.2,
+               label="train")
+    ax.scatter(xte[:, 0], xte[:, 1], c=yte, cmap="coolwarm", s=22, marker="x", label="test")
+    ax.set_title(f"{title}: decision boundary")
+    ax.legend(loc="upper right")
+    save(fig, path)
