@@ -159,12 +159,12 @@ def cmd_data(args) -> int:
     if args.action == "list":
         for name in cache.dataset_names():
             info = cache.dataset_info(name)
-            files = info["files"]
-            total = sum(f["size"] for f in files)
-            print(f"{name}: {info.get('description', '')} ({len(files)} files, {total:,} bytes)")
+            files = info.files
+            total = sum(f.size for f in files)
+            print(f"{name}: {info.description} ({len(files)} files, {total:,} bytes)")
             shown = files if len(files) <= 10 else files[:5]
             for f in shown:
-                print(f"  {f['path']}  {f['size']:>12,}  sha256:{f['sha256']}")
+                print(f"  {f.path}  {f.size:>12,}  sha256:{f.sha256}")
             if len(files) > len(shown):
                 print(f"  ... and {len(files) - len(shown)} more")
         return 0
@@ -188,6 +188,9 @@ COMMANDS = {"list": cmd_list, "run": cmd_run, "runs": cmd_runs, "report": cmd_re
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
+    from practicum.runs import set_invocation
+
+    set_invocation(argv)
     try:
         args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args)

@@ -182,7 +182,7 @@ class Index:
         """A run by id, unique id prefix, or run directory path."""
         self.mark_dead_runs()
         path = Path(ref)
-        if path.is_dir() and (path / "config.toml").exists():
+        if path.is_dir():
             rows = self.db.execute("SELECT * FROM runs WHERE dir = ?", (str(path.resolve()),))
         else:
             rows = self.db.execute("SELECT * FROM runs WHERE id LIKE ?", (ref + "%",))
@@ -268,13 +268,21 @@ class Claim:
     lock_fd: int | None = None
 
 
+_invocation: list[str] | None = None
+
+
+def set_invocation(argv: list[str]) -> None:
+    """The CLI records its own arguments, so provenance is right even when called in-process."""
+    global _invocation
+    _invocation = list(argv)
+
+
 def command_line() -> str:
     import shlex
 
-    argv = list(sys.argv)
-    if argv and argv[0].endswith(("practicum", "__main__.py")):
-        argv[0] = "practicum"
-    return shlex.join(argv)
+    if _invocation is not None:
+        return shlex.join(["practicum", *_invocation])
+    return shlex.join(sys.argv)
 
 
 # ---------------------------------------------------------------------------------------------

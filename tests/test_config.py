@@ -1,0 +1,103 @@
+"""Experiment files: strict validation, readable errors, overrides, identity."""
+
+import pytest
+
+from practicum.config import catalog, load_experiment, parse_value
+from practicum.errors import UsageError
+
+GOOD = """
+name = "tiny"
+task = "numpy_classify"
+[optim]
+lr = 0.5
+[train]
+epochs = 3
+"""
+
+
+def write(tmp_path, text, name="exp.toml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_misspelled_key_names_file_key_and_nearest(tmp_path):
+    path = write(tmp_path, GOOD.replace("lr = 0.5", "lrr = 0.5"))
+    with pytest.raises(UsageError) as e:
+        load_experiment(str(path))
+    msg = str(e.value)
+    assert str(path) in msg and "'optim.lrr'" in msg and "did you mean 'lr'" in msg
+
+
+def test_misspelled_section_suggests_section(tmp_path):
+    path = write(tmp_path, GOOD.replace("[train]", "[trian]"))
+    with pytest.raises(UsageError, match=r"unknown key 'trian'.*did you mean 'train'"):
+        load_experiment(str(path))
+
+
+def test_wrong_type_names_expected_type(tmp_path):
+    path = write(tmp_path, GOOD.replace("epochs = 3", 'epochs = "many"'))
+    with pytest.raises(UsageError, match=r"'train.epochs': expected int, got 'many'"):
+        load_experiment(str(path))
+
+
+def test_literal_field_lists_the_choices(tmp_path):
+    path = write(tmp_path, GOOD + 'loss = "hinge"\n')
+    with pytest.raises(UsageError, match=r"'train.loss': expected one of 'ce', 'mse', 'svm'"):
+        load_experiment(str(path))
+
+
+def test_unknown_task_and_bad_toml(tmp_path):
+    with pytest.raises(UsageError, match=r"key 'task'.*unknown task 'numpy_clasify'.*numpy_classify"):
+        load_experiment(str(write(tmp_path, GOOD.replace("numpy_classify", "numpy_clasify"))))
+    with pytest.raises(UsageError, match="not valid TOML"):
+        load_experiment(str(write(tmp_path, "name = ", "bad.toml")))
+
+
+def test_unknown_catalog_name_suggests_nearest():
+    with pytest.raises(UsageError, match="did you mean 'numpy-mnist'"):
+        load_experiment("numpy-mnsit")
+
+
+def test_overrides_parse_scalars_lists_and_bare_words(tmp_path):
+    path = write(tmp_path, GOOD)
+    cfg = load_experiment(str(path), ["optim.lr=0.05", "model.hidden=[512, 256]",
+                                      "model.activation=sigmoid", "optim.nesterov=true",
+                                      "optim.momentum=0.9"])
+    assert cfg.optim.lr == 0.05 and cfg.model.hidden == [512, 256]
+    assert cfg.model.activation == "sigmoid" and cfg.optim.nesterov is True
+    assert parse_value("[1,2]") == [1, 2] and parse_value("relu") == "relu"
+
+
+def test_override_of_unknown_key_is_an_error(tmp_path):
+    with pytest.raises(UsageError, match=r"unknown key 'optim.lrate'"):
+        load_experiment(str(write(tmp_path, GOOD)), ["optim.lrate=1"])
+    with pytest.raises(UsageError, match="expected KEY=VALUE"):
+        load_experiment(str(write(tmp_path, GOOD)), ["optim.lr"])
+
+
+def test_identity_includes_seed_but_not_description(tmp_path):
+    path = write(tmp_path, GOOD)
+    a = load_experiment(str(path))
+    b = load_experiment(str(path), seed=1)
+    c = load_experiment(str(write(tmp_path, GOOD + '\n', "c.toml")), ["description=other"])
+    assert a.config_hash() != b.config_hash()
+    assert a.config_hash() == c.config_hash()
+    assert len(a.config_hash()) == 16
+
+
+def test_quick_applies_nested_overrides():
+    cfg = load_experiment("numpy-mnist", quick=True)
+    full = load_experiment("numpy-mnist")
+    assert cfg.data.train_limit == 2000 and full.data.train_limit is None
+    assert cfg.model.hidden == full.model.hidden == [1024]
+
+
+@pytest.mark.parametrize("name", sorted(catalog()))
+def test_every_catalog_entry_is_valid_and_states_its_seed_and_band(name):
+    cfg = load_experiment(name)
+    quick = load_experiment(name, quick=True)
+    assert cfg.name == name
+    assert cfg.seed_report, f"{name} must state the seed report it reproduces"
+    assert cfg.expect.min is not None or cfg.expect.max is not None, f"{name} has no expected band"
+    assert quick.expect.quick_min is not None, f"{name} has no band for its --quick form"
