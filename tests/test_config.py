@@ -93,7 +93,26 @@ def test_quick_applies_nested_overrides():
     assert cfg.model.hidden == full.model.hidden == [1024]
 
 
-@pytest.mark.parametrize("name", sorted(catalog()))
+EXPERIMENTS = sorted(n for n, p in catalog().items() if 'kind = "study"' not in p.read_text())
+STUDIES = sorted(set(catalog()) - set(EXPERIMENTS))
+
+
+@pytest.mark.parametrize("name", STUDIES)
+def test_every_study_expands_to_valid_trials(name):
+    from practicum.sweep import load_study, plan_study
+
+    study = load_study(name)
+    assert study.name == name and study.seed_report and study.grid
+    full, quick = plan_study(name), plan_study(name, quick=True)
+    points = 1
+    for values in study.grid.values():
+        points *= len(values)
+    assert len(full.trials) == points * study.seeds == len(quick.trials)
+    assert len({t.config_hash for t in full.trials}) == len(full.trials)
+    assert not {t.config_hash for t in full.trials} & {t.config_hash for t in quick.trials}
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
 def test_every_catalog_entry_is_valid_and_states_its_seed_and_band(name):
     cfg = load_experiment(name)
     quick = load_experiment(name, quick=True)

@@ -39,14 +39,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="the entry's small, fast form (for tests)")
     p.add_argument("--no-report", action="store_true", help="skip writing report.md/report.html")
 
+    p = sub.add_parser("sweep", help="run a grid x seeds over an experiment, or a study file")
+    p.add_argument("experiment", help="experiment (catalog name or .toml) or study (study-*)")
+    p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
+                   help="one axis of the grid, e.g. --grid optim.name=sgd,adam")
+    p.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--seeds", type=int, help="seeds per grid point (default: the study's, or 1)")
+    p.add_argument("--workers", type=int, default=1, help="trials in parallel processes")
+    p.add_argument("--quick", action="store_true", help="the small, fast form (for tests)")
+    p.add_argument("--name", help="name of the sweep's record (default sweep-<experiment>)")
+
+    p = sub.add_parser("compare", help="overlay runs' curves and tabulate their final metrics")
+    p.add_argument("runs", nargs="+", help="run ids, id prefixes or run directories")
+    p.add_argument("--out", help="output directory (default <runs>/comparisons/<first id>...)")
+
     p = sub.add_parser("runs", help="runs in the index")
     p.add_argument("--experiment")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true")
     fmt.add_argument("--csv", action="store_true")
 
-    p = sub.add_parser("report", help="write report.md and report.html for a run")
-    p.add_argument("run", help="run id, id prefix or run directory")
+    p = sub.add_parser("report", help="write report.md and report.html for a run or a study")
+    p.add_argument("run", help="run id, id prefix, run directory, or study name")
 
     p = sub.add_parser("data", help="datasets: list, fetch, verify")
     data_sub = p.add_subparsers(dest="action", required=True, parser_class=Parser)
@@ -78,6 +92,13 @@ def cmd_list(args) -> int:
 def cmd_run(args) -> int:
     from practicum.config import load_experiment
     from practicum.execute import execute, start
+    from practicum.sweep import is_study
+
+    if is_study(args.experiment):
+        if args.override or args.seed is not None:
+            raise UsageError(f"{args.experiment} is a study: use 'practicum sweep' to change it")
+        args.grid, args.seeds, args.workers, args.name = [], None, 1, None
+        return cmd_sweep(args)
 
     cfg = load_experiment(args.experiment, args.override, seed=args.seed, quick=args.quick)
     claim, run = start(cfg, force=args.force)
@@ -106,6 +127,59 @@ def cmd_run(args) -> int:
 
         md, _ = write_run_report(run.index.get(run.id))
         print(f"report: {md}")
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from practicum import sweep
+    from practicum.report.study import write_study_report
+    from practicum.runs import Index
+
+    if sweep.is_study(args.experiment):
+        if args.grid or args.override:
+            raise UsageError(f"{args.experiment} is a study file: its grid is declared in it")
+        plan = sweep.plan_study(args.experiment, seeds=args.seeds, quick=args.quick)
+    else:
+        if not args.grid:
+            raise UsageError("sweep: give at least one --grid KEY=V1,V2 (or a study file)")
+        plan = sweep.plan(args.experiment, sweep.parse_grid(args.grid), args.seeds or 1,
+                          overrides=args.override, quick=args.quick, name=args.name)
+    log = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
+    counts = sweep.run_plan(plan, workers=args.workers, log=log)
+    study_dir = sweep.studies_dir() / plan.name
+    index = Index()
+    export_trials(plan, index, study_dir / "tb")
+    md, html, results = write_study_report(study_dir, index)
+    print(f"{plan.name}: {counts['total']} trials: {counts['skipped']} already finished, "
+          f"{counts['ran']} ran, {counts['failed']} failed")
+    print(f"report: {md}\nresults: {results}")
+    print(results.read_text(encoding="utf-8"), end="")
+    return 1 if counts["failed"] else 0
+
+
+def export_trials(plan, index, tb_dir) -> None:
+    """Every finished trial in TensorBoard's HParams view (scalars + final metrics)."""
+    from practicum.report.tensorboard import export_run
+
+    for t in plan.trials:
+        done = [r for r in index.by_hash(t.config_hash) if r.status == "finished"]
+        if done:
+            export_run(done[-1], {**t.point, "seed": t.seed}, tb_dir)
+
+
+def cmd_compare(args) -> int:
+    from practicum.report.study import write_compare_report
+    from practicum.runs import Index, home
+
+    index = Index()
+    records = [index.find(ref) for ref in args.runs]
+    out = Path(args.out) if args.out else home() / "comparisons" / "-vs-".join(r.id for r in records)[:200]
+    md, _ = write_compare_report(records, out)
+    keys = sorted({k for r in records for k in r.summary})
+    print("\t".join(["run", "experiment", *keys]))
+    for r in records:
+        print("\t".join([r.id, r.experiment, *(f"{r.summary[k]:.4f}" if k in r.summary else "" for k in keys)]))
+    print(f"report: {md}")
     return 0
 
 
@@ -145,9 +219,15 @@ def _secs(d: float | None) -> str:
 
 def cmd_report(args) -> int:
     from practicum.report import write_run_report
+    from practicum.report.study import write_study_report
     from practicum.runs import Index
+    from practicum.sweep import studies_dir
 
-    md, html = write_run_report(Index().find(args.run))
+    study = studies_dir() / args.run
+    if (study / "study.json").exists():
+        md, html, _ = write_study_report(study)
+    else:
+        md, html = write_run_report(Index().find(args.run))
     print(md)
     print(html)
     return 0
@@ -182,7 +262,8 @@ def cmd_data(args) -> int:
     return 0
 
 
-COMMANDS = {"list": cmd_list, "run": cmd_run, "runs": cmd_runs, "report": cmd_report, "data": cmd_data}
+COMMANDS = {"list": cmd_list, "run": cmd_run, "sweep": cmd_sweep, "compare": cmd_compare, "runs": cmd_runs,
+            "report": cmd_report, "data": cmd_data}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from typing import Literal
 
 import numpy as np
@@ -72,17 +73,20 @@ class Config(Experiment):
 
 
 def load_data(cfg: Data, rng: np.random.Generator):
-    """(train_x, train_y, test_x, test_y): float32 (N, D) features and int64 labels."""
+    """(train_x, train_y, test_x, test_y, test_images, classes): float32 (N, D) features, int64
+    labels, and the raw test images (uint8, for the report's misclassified grid; None for 2-D data)."""
     if cfg.name == "halfmoon":
         from practicum.data.synthetic import make_moons, train_test_split
 
         x, y = make_moons(cfg.n_samples, cfg.noise, rng)
         xtr, xte, ytr, yte = train_test_split(x, y, cfg.test_fraction, rng)
+        images, classes = None, ["upper moon", "lower moon"]
     else:
         from practicum.data.vision import load_mnist
 
         d = load_mnist(cfg.name)
         xtr, ytr, xte, yte = d.train_x, d.train_y, d.test_x, d.test_y
+        images, classes = d.test_x[: cfg.test_limit], d.classes
     xtr, ytr = xtr[: cfg.train_limit], ytr[: cfg.train_limit]
     xte, yte = xte[: cfg.test_limit], yte[: cfg.test_limit]
     xtr = xtr.reshape(len(xtr), -1).astype(np.float32)
@@ -94,7 +98,7 @@ def load_data(cfg: Data, rng: np.random.Generator):
         mean, std = xtr.mean(), xtr.std()
         xtr = (xtr - mean) / std
         xte = (xte - mean) / std
-    return xtr, ytr.astype(np.int64), xte, yte.astype(np.int64)
+    return xtr, ytr.astype(np.int64), xte, yte.astype(np.int64), images, classes
 
 
 def evaluate(model, loss_fn, x, y, chunk: int = 8192) -> tuple[float, float]:
@@ -143,7 +147,7 @@ def load_checkpoint(run: Run, model, opt, rng) -> tuple[int, dict]:
 
 def run(cfg: Config, run: Run) -> dict:
     rng = np.random.default_rng(cfg.seed)
-    xtr, ytr, xte, yte = load_data(cfg.data, rng)
+    xtr, ytr, xte, yte, test_images, classes = load_data(cfg.data, rng)
     n_classes = int(max(ytr.max(), yte.max())) + 1
     ACTIVATIONS[cfg.model.activation]  # unknown name -> a clear error before any work
     model = mlp([xtr.shape[1], *cfg.model.hidden, n_classes], cfg.model.activation, rng, cfg.model.init)
@@ -158,6 +162,7 @@ def run(cfg: Config, run: Run) -> dict:
         start, history = load_checkpoint(run, model, opt, rng)
 
     for epoch in range(start, cfg.train.epochs):
+        t0 = time.perf_counter()
         order = rng.permutation(len(xtr)) if batch < len(xtr) else None
         loss_sum, correct = 0.0, 0
         for i in range(steps_per_epoch):
@@ -177,6 +182,7 @@ def run(cfg: Config, run: Run) -> dict:
             loss_sum += loss * len(yb)
             opt.step(model.grads())
         train_loss = loss_sum / len(xtr)
+        history["epoch_seconds"] = history.get("epoch_seconds", []) + [time.perf_counter() - t0]
         diverged = not math.isfinite(train_loss)
         last = epoch == cfg.train.epochs - 1 or diverged
         if (epoch + 1) % cfg.train.eval_every == 0 or last:
@@ -194,16 +200,30 @@ def run(cfg: Config, run: Run) -> dict:
             save_checkpoint(run, model, opt, rng, epoch, history)
 
     fileio.save_npz(run.artifact_path("weights.npz"), **model.state_dict())
-    summary = {"train/diverged": float(history["diverged_at"] is not None)}
+    summary = {"train/diverged": float(history["diverged_at"] is not None),
+               "train/seconds_per_epoch": float(np.median(history["epoch_seconds"])),
+               "model/parameters": float(sum(p.size for p in model.params().values()))}
     if history["diverged_at"] is None:
         summary["train/loss"], summary["train/accuracy"] = evaluate(model, loss_fn, xtr, ytr)
         summary["test/loss"], summary["test/accuracy"] = evaluate(model, loss_fn, xte, yte)
     else:
         summary["train/diverged_epoch"] = float(history["diverged_at"])
         summary["test/accuracy"] = float("nan")
+    if history["diverged_at"] is None:
+        save_predictions(run, model, xte, yte, test_images, classes)
     if xtr.shape[1] == 2:
         boundary_figure(model, xtr, ytr, xte, yte, run.figure_path("decision_boundary.png"), cfg.name)
     return summary
+
+
+def save_predictions(run: Run, model, xte, yte, images, classes) -> None:
+    """Test labels and predictions (+ up to 32 misclassified images) for the report."""
+    pred = np.concatenate([model.forward(xte[i: i + 8192]).argmax(1) for i in range(0, len(xte), 8192)])
+    wrong = np.flatnonzero(pred != yte)
+    arrays = {"y_true": yte, "y_pred": pred, "mis_index": wrong, "classes": np.array(classes)}
+    if images is not None:
+        arrays["mis_images"] = images[wrong[:32]]
+    fileio.save_npz(run.artifact_path("predictions.npz"), **arrays)
 
 
 def boundary_figure(model, xtr, ytr, xte, yte, path, title: str) -> None:

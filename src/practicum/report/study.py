@@ -1,0 +1,230 @@
+"""Study and comparison reports: mean ± std over seeds per grid point, curves with shaded spread,
+the confusion matrix and misclassified images of the best point. Reads only the run store."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from practicum import fileio
+from practicum.report import CURVE_METRICS, plots
+from practicum.report.render import Code, Document, Heading, Image, Paragraph, Table, to_html, to_markdown
+from practicum.runs import Index, RunRecord, read_metrics
+
+
+def mean_std(values: list[float]) -> tuple[float, float, int]:
+    """Mean, sample standard deviation (n - 1; 0 for one value) and n, ignoring NaN."""
+    vals = [v for v in values if v is not None and not math.isnan(v)]
+    if not vals:
+        return math.nan, math.nan, 0
+    return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0), len(vals)
+
+
+def fmt_mean_std(values: list[float]) -> str:
+    m, s, n = mean_std(values)
+    if n == 0:
+        return "—"
+    return f"{m:.4f} ± {s:.4f}"
+
+
+def group_runs(record: dict, index: Index) -> list[tuple[dict, list, list[RunRecord]]]:
+    """[(point, trials, finished runs)] in grid order, from a study.json record."""
+    groups: dict[str, tuple[dict, list, list]] = {}
+    for t in record["trials"]:
+        key = repr(sorted(t["point"].items()))
+        point, trials, runs = groups.setdefault(key, (t["point"], [], []))
+        trials.append(t)
+        done = [r for r in index.by_hash(t["config_hash"]) if r.status == "finished"]
+        if done:
+            runs.append(done[-1])
+    return list(groups.values())
+
+
+def label(point: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in point.items()) or "base"
+
+
+def summary_metrics(groups, preferred: list[str]) -> list[str]:
+    present = {k for _, _, runs in groups for r in runs for k in r.summary}
+    order = [m for m in preferred if m in present]
+    order += [m for m in ("test/accuracy", "test/loss", "train/accuracy", "train/loss",
+                          "train/seconds_per_epoch", "model/parameters") if m in present and m not in order]
+    return order or sorted(present)
+
+
+def results_table(groups, metrics: list[str], varied: list[str]) -> Table:
+    rows = []
+    for point, trials, runs in groups:
+        row = [point.get(k) for k in varied] + [len(runs)]
+        row += [fmt_mean_std([r.summary.get(m, math.nan) for r in runs]) for m in metrics]
+        row.append(trials[0]["command"] if trials else "")
+        rows.append(row)
+    return Table([*varied, "n", *[f"{m} (mean ± std)" for m in metrics], "command (first seed)"], rows)
+
+
+def aligned_curves(runs: list[RunRecord], name: str, split: str):
+    """x values common to every run and the (n_runs, n_x) matrix of the metric at those x."""
+    per_run = []
+    for r in runs:
+        xs, ys = plots.series(read_metrics(Path(r.dir))).get(name, {}).get(split, ([], []))
+        per_run.append(dict(zip(xs, ys)))
+    if not per_run or not all(per_run):
+        return None, None
+    common = sorted(set.intersection(*(set(d) for d in per_run)))
+    if not common:
+        return None, None
+    return np.array(common, float), np.array([[d[x] for x in common] for d in per_run], float)
+
+
+def spread_figure(groups, name: str, path: Path, title: str) -> Path | None:
+    """One panel per split; a line per grid point (mean over seeds) with a ±std band."""
+    splits = sorted({r["split"] for _, _, runs in groups for run in runs
+                     for r in read_metrics(Path(run.dir)) if r["name"] == name})
+    splits = [s for s in ("train", "val", "test") if s in splits] + [s for s in splits if s not in ("train", "val", "test")]
+    if not splits:
+        return None
+    fig, axes = plots.plt.subplots(1, len(splits), figsize=(5.5 * len(splits), 4), squeeze=False)
+    for ax, split in zip(axes[0], splits):
+        for point, _, runs in groups:
+            xs, ys = aligned_curves(runs, name, split)
+            if xs is None:
+                continue
+            mean = np.nanmean(ys, 0)
+            (line,) = ax.plot(xs, mean, label=f"{label(point)} (n={len(runs)})")
+            if len(runs) > 1:
+                std = np.nanstd(ys, 0, ddof=1)
+                ax.fill_between(xs, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+        ax.set_title(f"{split} {name}")
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        if name == "loss":
+            finite = [v for line in ax.get_lines() for v in line.get_ydata() if np.isfinite(v) and v > 0]
+            if finite and max(finite) / min(finite) > 50:
+                ax.set_yscale("log")
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    return plots.save(fig, path)
+
+
+def classification_figures(run: RunRecord, out_dir: Path, title: str) -> list[Image]:
+    """Confusion matrix and misclassified test images, when the run recorded predictions.npz."""
+    path = Path(run.dir) / "predictions.npz"
+    if not path.exists():
+        return []
+    with np.load(path, allow_pickle=False) as z:
+        data = {k: z[k] for k in z.files}
+    images = []
+    y_true, y_pred = data["y_true"].astype(int), data["y_pred"].astype(int)
+    n = int(max(y_true.max(), y_pred.max())) + 1
+    classes = [str(c) for c in data["classes"]] if "classes" in data else [str(i) for i in range(n)]
+    cm = np.zeros((n, n), int)
+    np.add.at(cm, (y_true, y_pred), 1)
+    fig, ax = plots.plt.subplots(figsize=(0.55 * n + 2.5, 0.55 * n + 2))
+    ax.imshow(cm, cmap="Blues")
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, cm[i, j], ha="center", va="center", fontsize=7,
+                    color="white" if cm[i, j] > cm.max() / 2 else "black")
+    ax.set_xticks(range(n), classes, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(n), classes, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"{title}: confusion matrix")
+    images.append(Image(plots.save(fig, out_dir / "confusion_matrix.png"), f"{title}: confusion matrix (test)"))
+    if "mis_images" in data and len(data["mis_images"]):
+        imgs, idx = data["mis_images"], data["mis_index"]
+        k = min(len(imgs), 32)
+        cols = 8
+        rows = math.ceil(k / cols)
+        fig, axes = plots.plt.subplots(rows, cols, figsize=(cols * 1.3, rows * 1.5), squeeze=False)
+        for a in axes.ravel():
+            a.axis("off")
+        for a, img, i in zip(axes.ravel(), imgs[:k], idx[:k]):
+            a.imshow(img, cmap="gray" if img.ndim == 2 else None)
+            a.set_title(f"{classes[y_true[i]]}→{classes[y_pred[i]]}", fontsize=7)
+        fig.suptitle(f"{title}: misclassified test images (true→predicted)")
+        images.append(Image(plots.save(fig, out_dir / "misclassified.png"), "misclassified test images"))
+    return images
+
+
+def study_document(record: dict, index: Index, out_dir: Path) -> tuple[Document, list[list]]:
+    groups = group_runs(record, index)
+    varied = list(record["grid"])
+    metrics = summary_metrics(groups, record.get("metrics", []))
+    doc = Document(f"Study {record['name']}")
+    n_done = sum(len(runs) for _, _, runs in groups)
+    doc.add(Paragraph(record.get("description") or ""),
+            Paragraph(f"Base experiment: {record['experiment']}. Varied: "
+                      + (", ".join(f"{k} ∈ {record['grid'][k]}" for k in varied) or "nothing")
+                      + f". Trials finished: {n_done} of {len(record['trials'])}. "
+                      "Spread is the sample standard deviation over seeds (n − 1)."))
+    table = results_table(groups, metrics, varied)
+    doc.add(Heading("Results"), table)
+    figures = out_dir / "figures"
+    for name in CURVE_METRICS:
+        fig = spread_figure(groups, name, figures / f"compare_{name}.png", f"{record['name']}: {name}")
+        if fig:
+            doc.add(Heading(f"Curves: {name}", 3), Image(fig, f"{name} per varied value, mean ± std over seeds"))
+    best = best_run(groups, metrics[0] if metrics else None)
+    if best:
+        imgs = classification_figures(best, figures, f"best point ({best.id})")
+        if imgs:
+            doc.add(Heading("Best point: errors"), *imgs)
+    doc.add(Heading("Reproduce"), Code("\n".join(t["command"] for t in record["trials"]), "bash"))
+    return doc, [table.columns, *table.rows]
+
+
+def best_run(groups, metric: str | None) -> RunRecord | None:
+    runs = [r for _, _, rs in groups for r in rs]
+    if not runs or not metric:
+        return None
+    lower_better = "loss" in metric or "perplexity" in metric
+    valid = [r for r in runs if not math.isnan(r.summary.get(metric, math.nan))]
+    if not valid:
+        return None
+    return (min if lower_better else max)(valid, key=lambda r: r.summary[metric])
+
+
+def write_study_report(study_dir: Path, index: Index | None = None) -> tuple[Path, Path, Path]:
+    """report.md, report.html and results.csv in the study's directory."""
+    import csv
+    import io
+
+    index = index or Index()
+    record = fileio.read_json(study_dir / "study.json")
+    doc, table = study_document(record, index, study_dir)
+    md, page, results = study_dir / "report.md", study_dir / "report.html", study_dir / "results.csv"
+    fileio.write_text(md, to_markdown(doc, study_dir))
+    fileio.write_text(page, to_html(doc))
+    buf = io.StringIO()
+    csv.writer(buf).writerows(table)
+    fileio.write_text(results, buf.getvalue())
+    return md, page, results
+
+
+def compare_document(records: list[RunRecord], out_dir: Path) -> Document:
+    """Any runs side by side: their curves overlaid and their final metrics in one table."""
+    doc = Document("Comparison: " + ", ".join(r.id for r in records))
+    keys = sorted({k for r in records for k in r.summary})
+    doc.add(Heading("Final metrics"),
+            Table(["run", "experiment", "status", *keys],
+                  [[r.id, r.experiment, r.status, *(r.summary.get(k) for k in keys)] for r in records]))
+    groups = [({"run": f"{r.experiment} {r.id}"}, [], [r]) for r in records]
+    for name in CURVE_METRICS:
+        fig = spread_figure(groups, name, out_dir / "figures" / f"compare_{name}.png", f"comparison: {name}")
+        if fig:
+            doc.add(Heading(f"Curves: {name}", 3), Image(fig, name))
+    doc.add(Heading("Reproduce"), Code("\n".join(r.command or "" for r in records), "bash"))
+    return doc
+
+
+def write_compare_report(records: list[RunRecord], out_dir: Path) -> tuple[Path, Path]:
+    doc = compare_document(records, out_dir)
+    md, page = out_dir / "report.md", out_dir / "report.html"
+    fileio.write_text(md, to_markdown(doc, out_dir))
+    fileio.write_text(page, to_html(doc))
+    return md, page

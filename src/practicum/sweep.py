@@ -1,0 +1,245 @@
+"""Sweeps: a grid of overrides × seeds over one experiment, each trial an ordinary run.
+
+A trial is identified by its config hash, so a sweep is idempotent: finished trials are skipped,
+interrupted ones resume, only the missing ones run. With ``workers > 1`` each trial runs as its own
+``practicum run`` process: a worker killed with ``kill -9`` loses only its own unfinished trial
+(the next invocation resumes it), and the SQLite index (WAL, BEGIN IMMEDIATE claims) keeps
+concurrent workers from taking the same trial.
+
+A study file in the catalog names the base experiment, fixed overrides, the grid and the seeds::
+
+    kind = "study"
+    name = "study-numpy-losses"
+    experiment = "numpy-mnist"
+    seeds = 3
+    [set]                 # applied to every trial
+    optim.batch_size = 128
+    [grid]                # one axis per key
+    "train.loss" = ["ce", "mse", "svm"]
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from practicum import fileio
+from practicum.config import (
+    Section,
+    flatten,
+    load_experiment,
+    load_raw,
+    parse_override,
+    parse_value,
+    validate,
+)
+from practicum.errors import UsageError
+from practicum.runs import Index, home
+
+
+class Study(Section):
+    kind: str = "study"
+    name: str
+    description: str = ""
+    seed_report: str | None = None
+    experiment: str = Field(description="catalog name or path of the base experiment")
+    seeds: int = Field(1, gt=0)
+    set: dict[str, Any] = Field(default_factory=dict, description="overrides for every trial")
+    grid: dict[str, list[Any]] = Field(default_factory=dict, description="axis -> values")
+    metrics: list[str] = Field(default_factory=list, description="summary metrics to tabulate")
+    quick: dict[str, Any] = Field(default_factory=dict, description="overrides applied by --quick")
+
+
+def is_study(spec: str) -> bool:
+    try:
+        raw, _ = load_raw(spec)
+    except UsageError:
+        return False
+    return raw.get("kind") == "study"
+
+
+def load_study(spec: str) -> Study:
+    raw, path = load_raw(spec)
+    return validate(Study, raw, str(path))
+
+
+def split_values(text: str) -> list[Any]:
+    """``sgd,adam`` -> ['sgd', 'adam']; ``[10],[100,10]`` -> [[10], [100, 10]] (commas at depth 0)."""
+    parts, depth, current = [], 0, ""
+    for ch in text:
+        depth += ch in "[{"
+        depth -= ch in "]}"
+        if ch == "," and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += ch
+    parts.append(current)
+    return [parse_value(p.strip()) for p in parts if p.strip()]
+
+
+def parse_grid(items: list[str]) -> dict[str, list[Any]]:
+    grid = {}
+    for item in items:
+        key, sep, values = item.partition("=")
+        if not sep or not values.strip():
+            raise UsageError(f"--grid '{item}': expected KEY=V1,V2,..., e.g. optim.name=sgd,adam")
+        grid[key.strip()] = split_values(values)
+    return grid
+
+
+def override_text(key: str, value: Any) -> str:
+    """An ``-o`` argument that parses back to ``value``."""
+    import tomli_w
+
+    text = tomli_w.dumps({"v": value}).split("=", 1)[1].strip()
+    return f"{key}={text}"
+
+
+@dataclass
+class Trial:
+    point: dict[str, Any]  # the grid values of this trial
+    seed: int
+    overrides: list[str]  # every -o of this trial (fixed set + point)
+    config_hash: str = ""
+
+    def label(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.point.items()) or "base"
+
+    def command(self, experiment: str, quick: bool = False) -> str:
+        import shlex
+
+        args = ["practicum", "run", experiment, "--seed", str(self.seed)] + (["--quick"] if quick else [])
+        for o in self.overrides:
+            args += ["-o", o]
+        return shlex.join(args)
+
+
+@dataclass
+class Plan:
+    name: str
+    experiment: str  # as given (catalog name or path)
+    grid: dict[str, list[Any]]
+    trials: list[Trial] = field(default_factory=list)
+    metrics: list[str] = field(default_factory=list)
+    description: str = ""
+    quick: bool = False
+
+
+def plan(experiment: str, grid: dict[str, list[Any]], seeds: int, fixed: dict[str, Any] | None = None,
+         overrides: list[str] = (), quick: bool = False, name: str | None = None,
+         metrics: list[str] = (), description: str = "") -> Plan:
+    """Expand the grid × seeds into trials and validate every trial's config now, before any runs."""
+    fixed_overrides = [override_text(k, v) for k, v in flatten(fixed or {}).items()] + list(overrides)
+    base = load_experiment(experiment, fixed_overrides, quick=quick)
+    trials = []
+    keys = list(grid)
+    for values in itertools.product(*(grid[k] for k in keys)):
+        point = dict(zip(keys, values))
+        point_overrides = fixed_overrides + [override_text(k, v) for k, v in point.items()]
+        for s in range(seeds):
+            seed = base.seed + s
+            cfg = load_experiment(experiment, point_overrides, seed=seed, quick=quick)
+            trials.append(Trial(point, seed, point_overrides, cfg.config_hash()))
+    return Plan(name or f"sweep-{base.name}", experiment, grid, trials, list(metrics), description, quick)
+
+
+def plan_study(spec: str, seeds: int | None = None, quick: bool = False) -> Plan:
+    study = load_study(spec)
+    fixed = dict(study.set)
+    if quick:
+        fixed.update(flatten(study.quick))
+    return plan(study.experiment, {k: list(v) for k, v in study.grid.items()}, seeds or study.seeds, fixed=fixed,
+                quick=quick, name=study.name + ("-quick" if quick else ""), metrics=study.metrics,
+                description=study.description)
+
+
+# ---------------------------------------------------------------------------------------------
+# Running
+
+
+def pending(p: Plan, index: Index) -> list[Trial]:
+    """Trials with no finished run yet."""
+    return [t for t in p.trials if not any(r.status == "finished" for r in index.by_hash(t.config_hash))]
+
+
+def run_plan(p: Plan, workers: int = 1, log=print) -> dict:
+    """Run what is missing. Returns counts: total, skipped (already finished), ran, failed."""
+    index = Index()
+    todo = pending(p, index)
+    counts = {"total": len(p.trials), "skipped": len(p.trials) - len(todo), "ran": 0, "failed": 0}
+    save_study_record(p)
+    log(f"{p.name}: {counts['total']} trials, {counts['skipped']} already finished, "
+        f"{len(todo)} to run with {workers} worker(s)")
+    if workers <= 1:
+        from practicum.execute import run_experiment
+
+        for t in todo:
+            cfg = load_experiment(p.experiment, t.overrides, seed=t.seed, quick=p.quick)
+            log(f"  trial {t.label()} seed {t.seed}")
+            try:
+                action, record = run_experiment(cfg, index=index)
+            except KeyboardInterrupt:
+                raise
+            except Exception as e:  # one trial's failure does not stop the sweep
+                log(f"  trial {t.label()} seed {t.seed} failed: {e}")
+                counts["failed"] += 1
+                continue
+            counts["ran"] += action in ("new", "resume")
+    else:
+        results = run_in_processes(p, todo, workers, log)
+        counts["ran"] += results.count(0)
+        counts["failed"] += len(results) - results.count(0)
+    return counts
+
+
+def run_in_processes(p: Plan, todo: list[Trial], workers: int, log) -> list[int]:
+    """Each trial a ``practicum run`` subprocess, at most ``workers`` at a time, threads split evenly."""
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
+    queue, running, codes = list(todo), {}, []
+    while queue or running:
+        while queue and len(running) < workers:
+            t = queue.pop(0)
+            args = [sys.executable, "-m", "practicum", "run", p.experiment, "--seed", str(t.seed),
+                    "--no-report"] + (["--quick"] if p.quick else [])
+            for o in t.overrides:
+                args += ["-o", o]
+            running[subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL)] = t
+        time.sleep(0.1)
+        for proc in [q for q in running if q.poll() is not None]:
+            t = running.pop(proc)
+            codes.append(proc.returncode)
+            state = "done" if proc.returncode == 0 else f"failed (exit {proc.returncode})"
+            log(f"  trial {t.label()} seed {t.seed}: {state}")
+    return codes
+
+
+# ---------------------------------------------------------------------------------------------
+# The study record: what a report needs to find the trials again, without re-expanding anything
+
+
+def studies_dir() -> Path:
+    return home() / "studies"
+
+
+def save_study_record(p: Plan) -> Path:
+    path = studies_dir() / p.name / "study.json"
+    fileio.write_json(path, {
+        "name": p.name,
+        "experiment": p.experiment,
+        "description": p.description,
+        "grid": p.grid,
+        "metrics": p.metrics,
+        "trials": [{"point": t.point, "seed": t.seed, "config_hash": t.config_hash,
+                    "command": t.command(p.experiment, p.quick)} for t in p.trials],
+    }, sort_keys=False)  # grid order is the table's column order
+    return path
