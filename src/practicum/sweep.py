@@ -16,6 +16,8 @@ A study file in the catalog names the base experiment, fixed overrides, the grid
     optim.batch_size = 128
     [grid]                # one axis per key
     "train.loss" = ["ce", "mse", "svm"]
+    # a paired axis: keys joined by "+", each value a list with one entry per key
+    "optim.name+optim.lr" = [["sgd", 0.01], ["adam", 0.001]]
 """
 
 from __future__ import annotations
@@ -104,6 +106,22 @@ def override_text(key: str, value: Any) -> str:
     return f"{key}={text}"
 
 
+def axis_values(key: str, value: Any) -> dict[str, Any]:
+    """One grid value as {dotted key: value}; a paired axis ``a+b`` takes a list [va, vb]."""
+    names = key.split("+")
+    if len(names) == 1:
+        return {key: value}
+    if not isinstance(value, list) or len(value) != len(names):
+        raise UsageError(f"grid axis '{key}': each value must be a list of {len(names)} "
+                         f"(one per key), got {value!r}")
+    return dict(zip(names, value))
+
+
+def axes(grid: dict[str, list[Any]]) -> list[str]:
+    """The dotted keys a grid varies, paired axes split into their keys."""
+    return [name for key in grid for name in key.split("+")]
+
+
 @dataclass
 class Trial:
     point: dict[str, Any]  # the grid values of this trial
@@ -143,7 +161,9 @@ def plan(experiment: str, grid: dict[str, list[Any]], seeds: int, fixed: dict[st
     trials = []
     keys = list(grid)
     for values in itertools.product(*(grid[k] for k in keys)):
-        point = dict(zip(keys, values))
+        point = {}
+        for key, value in zip(keys, values):
+            point.update(axis_values(key, value))
         point_overrides = fixed_overrides + [override_text(k, v) for k, v in point.items()]
         for s in range(seeds):
             seed = base.seed + s
@@ -238,6 +258,7 @@ def save_study_record(p: Plan) -> Path:
         "experiment": p.experiment,
         "description": p.description,
         "grid": p.grid,
+        "axes": axes(p.grid),
         "metrics": p.metrics,
         "trials": [{"point": t.point, "seed": t.seed, "config_hash": t.config_hash,
                     "command": t.command(p.experiment, p.quick)} for t in p.trials],

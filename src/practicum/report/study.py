@@ -153,7 +153,7 @@ def classification_figures(run: RunRecord, out_dir: Path, title: str) -> list[Im
 
 def study_document(record: dict, index: Index, out_dir: Path) -> tuple[Document, list[list]]:
     groups = group_runs(record, index)
-    varied = list(record["grid"])
+    varied = record.get("axes") or list(record["grid"])
     metrics = summary_metrics(groups, record.get("metrics", []))
     doc = Document(f"Study {record['name']}")
     n_done = sum(len(runs) for _, _, runs in groups)
