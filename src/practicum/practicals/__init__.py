@@ -13,6 +13,7 @@ from practicum.registry import Registry
 
 TASKS: Registry[str] = Registry("task")
 TASKS.register("numpy_classify", "practicum.practicals.numpy_mlp")
+TASKS.register("activations", "practicum.practicals.activations")
 
 
 def task_module(name: str) -> ModuleType:

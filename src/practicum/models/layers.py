@@ -1,0 +1,34 @@
+"""What more than one model family shares: the activation registry and a size check.
+
+Every family that has an ``activation`` option builds it with ``make_activation(name)``, so a
+sweep over activations (seed 002: relu vs sigmoid; seed 000: sigmoid vs relu) is one config key
+whatever the model. Add an activation here with ``ACTIVATIONS.register("name", ModuleClass)``.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from practicum.errors import UsageError
+from practicum.registry import Registry
+
+ACTIVATIONS: Registry[type[nn.Module]] = Registry("activation")
+ACTIVATIONS.register("relu", nn.ReLU)
+ACTIVATIONS.register("sigmoid", nn.Sigmoid)
+ACTIVATIONS.register("tanh", nn.Tanh)
+ACTIVATIONS.register("gelu", nn.GELU)
+ACTIVATIONS.register("leaky_relu", nn.LeakyReLU)  # negative slope 0.01
+
+
+def make_activation(name: str) -> nn.Module:
+    """A fresh activation module by name; an unknown name is a UsageError naming the nearest."""
+    return ACTIVATIONS[name]()
+
+
+def check_feature_size(size: int, model: str, image_size: int, minimum: int = 1) -> None:
+    """Raise a UsageError when a conv stack would shrink the image below ``minimum`` pixels."""
+    if size < minimum:
+        raise UsageError(
+            f"{model}: image_size {image_size} is too small (feature map would be {size}x{size}); "
+            "use a larger image_size or padding"
+        )

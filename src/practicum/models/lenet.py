@@ -1,0 +1,80 @@
+"""LeNet-5, as seed 004 builds it, and D2L's sigmoid/average-pool version.
+
+Seed 004 on a 32x32 input (LeCun's layer names on the right):
+
+    conv 5x5 x6     32 -> 28    C1        max-pool 2   28 -> 14    S2
+    conv 5x5 x16    14 -> 10    C3        avg-pool 2   10 -> 5     S4
+    conv 5x5 x120    5 -> 1     C5        fc 120 -> 84             F6
+    fc 84 -> classes                      (61,706 parameters for 1 channel, 10 classes)
+
+``lenet5-28`` pads the first conv by 2 so a 28x28 image gives the same 28x28 C1 map.
+``lenet-d2l`` is D2L's LeNet (padding 2, sigmoid, average pooling both times). D2L writes C5 as
+Flatten + Linear(400, 120); a 5x5 conv over a 5x5 map is the same function with the same
+parameters, so we keep the conv.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from practicum.errors import UsageError
+from practicum.models.layers import check_feature_size, make_activation
+
+POOLS = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}
+
+
+def make_pool(name: str) -> nn.Module:
+    if name not in POOLS:
+        raise UsageError(f"lenet: unknown pool '{name}'; valid: {', '.join(POOLS)}")
+    return POOLS[name](kernel_size=2, stride=2)
+
+
+class LeNet(nn.Module):
+    """conv5 x6 -> pool -> conv5 x16 -> pool -> conv5 x120 -> fc 84 -> fc classes."""
+
+    def __init__(
+        self,
+        num_classes: int = 10,
+        in_channels: int = 1,
+        image_size: int = 32,
+        activation: str = "relu",
+        padding: int = 0,
+        pools: Sequence[str] = ("max", "avg"),
+    ):
+        super().__init__()
+        if len(pools) != 2:
+            raise UsageError(f"lenet: pools needs two names (S2, S4), got {list(pools)}")
+        self.conv1 = nn.Conv2d(in_channels, 6, kernel_size=5, padding=padding)  # C1
+        self.pool1 = make_pool(pools[0])  # S2
+        self.conv2 = nn.Conv2d(6, 16, kernel_size=5)  # C3
+        self.pool2 = make_pool(pools[1])  # S4
+        self.conv3 = nn.Conv2d(16, 120, kernel_size=5)  # C5
+        self.fc1 = nn.Linear(120 * self._c5_size(image_size, padding) ** 2, 84)  # F6
+        self.fc2 = nn.Linear(84, num_classes)
+        # One module per use, so hooks and printouts show every activation.
+        self.act1, self.act2, self.act3, self.act4 = (make_activation(activation) for _ in range(4))
+
+    @staticmethod
+    def _c5_size(image_size: int, padding: int) -> int:
+        size = (image_size + 2 * padding - 4) // 2  # C1, S2
+        size = (size - 4) // 2  # C3, S4
+        size = size - 4  # C5
+        check_feature_size(size, "lenet", image_size)
+        return size  # 1 for the classic 32x32 input
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, 32, 32)
+        x = self.pool1(self.act1(self.conv1(x)))  # (B, 6, 14, 14)
+        x = self.pool2(self.act2(self.conv2(x)))  # (B, 16, 5, 5)
+        x = self.act3(self.conv3(x))  # (B, 120, 1, 1)
+        x = self.act4(self.fc1(x.flatten(1)))  # (B, 84)
+        return self.fc2(x)  # (B, num_classes)
+
+
+PRESETS = {
+    "lenet5": dict(image_size=32),  # seed 004, images resized to 32x32
+    "lenet5-28": dict(image_size=28, padding=2),  # same layers, MNIST's own 28x28
+    "lenet-d2l": dict(image_size=28, padding=2, activation="sigmoid", pools=["avg", "avg"]),
+}
