@@ -215,11 +215,13 @@ def _format_error(schema: type[BaseModel], err: dict) -> str:
         return f"unknown key '{key}'{hint}"
     if err["type"] == "missing":
         return f"missing required key '{key}'"
+    if not loc or err["type"] == "value_error":  # a check across fields: its message says it all
+        where = f"key '{key}': " if loc else ""
+        return where + err["msg"].removeprefix("Value error, ")
     _, annotation = _field_at(schema, loc)
-    return (
-        f"key '{key}': expected {_describe_type(annotation)}, got {err.get('input')!r} "
-        f"({err['msg'].lower()})"
-    )
+    got = repr(err.get("input"))
+    got = got if len(got) <= 80 else got[:77] + "..."
+    return f"key '{key}': expected {_describe_type(annotation)}, got {got} ({err['msg'].lower()})"
 
 
 def validate(schema: type[Experiment], raw: dict, source: str) -> Experiment:

@@ -42,8 +42,10 @@ def curves(rows: list[dict], path: Path, names: list[str] | None = None, title: 
         return None
     fig, axes = plt.subplots(1, len(names), figsize=(5.2 * len(names), 3.8), squeeze=False)
     for ax, name in zip(axes[0], names):
-        for split, (xs, ys) in sorted(data[name].items()):
-            ax.plot(xs, ys, label=split, marker="." if len(xs) < 30 else None)
+        lines = sorted(data[name].items())
+        colors = plt.get_cmap("tab20" if len(lines) > 10 else "tab10").colors
+        for color, (split, (xs, ys)) in zip(colors, lines):
+            ax.plot(xs, ys, label=split, color=color, marker="." if len(xs) < 30 else None)
         ax.set_title(name)
         ax.set_xlabel("epoch" if any(r.get("epoch") is not None for r in rows) else "step")
         ax.grid(alpha=0.3)
