@@ -83,16 +83,16 @@ def load_mnist(name: str = "mnist") -> MnistArrays:
     """
     if name not in _CLASSES:
         raise UsageError(f"load_mnist: unknown dataset '{name}'; valid: {', '.join(_CLASSES)}")
-    arrays = _decoded(name)
+    files = tuple(fetch_file(name, f"{split}-{kind}-idx{d}-ubyte.gz")
+                  for split in ("train", "t10k") for kind, d in (("images", 3), ("labels", 1)))
+    arrays = _decoded(name, files)  # keyed by the resolved files: a changed mirror is re-read
     return MnistArrays(*(a.copy() for a in arrays), classes=list(_CLASSES[name]))
 
 
 @lru_cache(maxsize=None)
-def _decoded(name: str) -> tuple[np.ndarray, ...]:
+def _decoded(name: str, files: tuple[Path, ...]) -> tuple[np.ndarray, ...]:
     out = []
-    for split, n in (("train", 60000), ("t10k", 10000)):
-        x_path = fetch_file(name, f"{split}-images-idx3-ubyte.gz")
-        y_path = fetch_file(name, f"{split}-labels-idx1-ubyte.gz")
+    for (split, n), x_path, y_path in zip((("train", 60000), ("t10k", 10000)), files[::2], files[1::2]):
         x, y = read_idx(x_path), read_idx(y_path)
         if x.shape != (n, 28, 28) or x.dtype != np.uint8:
             raise PracticumError(f"dataset '{name}': {x_path} holds {x.dtype}{x.shape}, "
