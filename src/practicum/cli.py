@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="run again even if a finished run exists")
     p.add_argument("--quick", action="store_true", help="the entry's small, fast form (for tests)")
     p.add_argument("--no-report", action="store_true", help="skip writing report.md/report.html")
+    p.add_argument("--nproc", type=int, default=1, metavar="N",
+                   help="train with N processes (DistributedDataParallel; torchrun works too)")
 
     p = sub.add_parser("sweep", help="run a grid x seeds over an experiment, or a study file")
     p.add_argument("experiment", help="experiment (catalog name or .toml) or study (study-*)")
@@ -90,6 +92,12 @@ def cmd_list(args) -> int:
 
 
 def cmd_run(args) -> int:
+    import os
+
+    if args.nproc != 1 or int(os.environ.get("WORLD_SIZE", "1")) > 1:  # --nproc N, or under torchrun
+        from practicum.train.launch import cmd_run_distributed
+
+        return cmd_run_distributed(args)
     from practicum.config import load_experiment
     from practicum.execute import execute, start
     from practicum.sweep import is_study

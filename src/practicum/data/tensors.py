@@ -1,0 +1,173 @@
+"""Whole data sets as in-memory tensors; batches are index slices; augmentation is batched torch.
+
+airbench's recipe for speed on small images: keep the data set as one uint8 tensor, draw a
+permutation per epoch, and build each batch with one gather plus a few whole-batch ops
+(uint8 -> float, random shift, resize, normalise). No Dataset, no DataLoader, no per-sample Python.
+
+    train = TensorSet.from_arrays(x_uint8, y)           # (N, H, W) or (N, C, H, W) uint8
+    pipe = Pipeline(image_size=32, mean=0.1307, std=0.3081, shift=2)
+    loader = Loader(train, batch_size=128, pipeline=pipe, generator=g, train=True)
+    order = loader.order()                               # (N,) permutation, drawn from g
+    xb, yb = loader.batch(order, step)                   # (B, C, 32, 32) float32, (B,) int64
+
+Every random draw (permutation, shifts) comes from the loader's ``torch.Generator``, whose state
+goes into the checkpoint, so a resumed run draws exactly what an uninterrupted one would.
+With ``world > 1`` every rank draws the same permutation and the same shifts for the whole
+global batch, then keeps its own slice: N processes see the same batches as one process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class TensorSet:
+    """A labelled image set held whole in memory."""
+
+    x: torch.Tensor  # (N, C, H, W) uint8
+    y: torch.Tensor  # (N,) int64 class index (or (N, K) float multi-hot for multi-label tasks)
+    classes: list[str]
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    @classmethod
+    def from_arrays(cls, x: np.ndarray, y: np.ndarray, classes: list[str]) -> "TensorSet":
+        x = torch.from_numpy(np.ascontiguousarray(x))
+        if x.ndim == 3:  # (N, H, W) grey images -> (N, 1, H, W)
+            x = x.unsqueeze(1)
+        return cls(x, torch.from_numpy(np.ascontiguousarray(y)), list(classes))
+
+    def subset(self, index: slice | torch.Tensor) -> "TensorSet":
+        return TensorSet(self.x[index], self.y[index], self.classes)
+
+    def mean_std(self) -> tuple[list[float], list[float]]:
+        """Per-channel mean and std of the pixels scaled to [0, 1] (MNIST: 0.1307, 0.3081)."""
+        levels = torch.arange(256, dtype=torch.float64) / 255
+        means, stds = [], []
+        for c in range(self.x.shape[1]):  # a histogram of the 256 levels: exact, no float copy
+            counts = torch.bincount(self.x[:, c].flatten(), minlength=256).double()
+            mean = (counts * levels).sum() / counts.sum()
+            var = (counts * (levels - mean) ** 2).sum() / (counts.sum() - 1)
+            means.append(float(mean))
+            stds.append(float(var.sqrt()))
+        return means, stds
+
+
+# ---------------------------------------------------------------------------------------------
+# Batched augmentation
+
+
+def random_shift(x: torch.Tensor, pad: int, generator: torch.Generator | None = None,
+                 shifts: torch.Tensor | None = None) -> torch.Tensor:
+    """Translate each image by (dy, dx) in [-pad, pad], filling with zeros: pad + random crop.
+
+    x: (B, C, H, W), any dtype. One gather for the whole batch: the crop windows are index
+    grids offset per sample. ``shifts`` (B, 2) in [0, 2*pad] may be given (e.g. drawn for a
+    larger global batch); otherwise they are drawn from ``generator``.
+    """
+    if pad <= 0:
+        return x
+    B, C, H, W = x.shape
+    if shifts is None:
+        shifts = torch.randint(0, 2 * pad + 1, (B, 2), generator=generator)
+    padded = F.pad(x, (pad, pad, pad, pad))  # (B, C, H+2p, W+2p), zeros = black background
+    rows = (shifts[:, 0:1] + torch.arange(H)).view(B, 1, H, 1)  # (B, 1, H, 1) source rows
+    cols = (shifts[:, 1:2] + torch.arange(W)).view(B, 1, 1, W)  # (B, 1, 1, W) source columns
+    flat = rows * (W + 2 * pad) + cols  # (B, 1, H, W) index into each padded image
+    return padded.flatten(2).gather(2, flat.flatten(2).expand(B, C, H * W)).view(B, C, H, W)
+
+
+@dataclass
+class Pipeline:
+    """uint8 batch -> model input: [random shift] -> float in [0, 1] -> [resize] -> [normalise].
+
+    Resizing happens per batch (bilinear ``F.interpolate``): 224x224 float copies of MNIST would
+    be 12 GB, a batch of them is 25 MB. Shifting runs on uint8, before the resize, so a shift of
+    2 pixels means 2 pixels of the original 28x28 image whatever the input size.
+    """
+
+    image_size: int | None = None  # None: keep the stored size
+    mean: list[float] | None = None  # per channel, on the [0, 1] scale; None: no normalisation
+    std: list[float] | None = None
+    shift: int = 0  # max random translation in pixels (training only)
+    channels_last: bool = False
+
+    def __call__(self, x: torch.Tensor, train: bool, shifts: torch.Tensor | None = None) -> torch.Tensor:
+        if train and self.shift:
+            x = random_shift(x, self.shift, shifts=shifts)
+        x = x.float().div_(255)  # (B, C, H, W) in [0, 1]
+        if self.image_size and self.image_size != x.shape[-1]:
+            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear",
+                              align_corners=False, antialias=self.image_size < x.shape[-1])
+        if self.mean is not None:
+            mean = torch.tensor(self.mean).view(1, -1, 1, 1)
+            std = torch.tensor(self.std).view(1, -1, 1, 1)
+            x = x.sub_(mean).div_(std)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+
+# ---------------------------------------------------------------------------------------------
+# Batches as index slices
+
+
+class Loader:
+    """Batches of a TensorSet: slices of a permutation (train) or of 0..N-1 (evaluation).
+
+    ``rank``/``world``: each process takes its share of every global batch (train) or a
+    contiguous shard of the data (evaluation). ``drop_last`` drops a final partial batch; with
+    several processes a final batch smaller than ``world`` is always dropped (a rank would get
+    nothing and DDP needs every rank to step).
+    """
+
+    def __init__(self, data: TensorSet, batch_size: int, pipeline: Pipeline, *, train: bool,
+                 generator: torch.Generator | None = None, drop_last: bool = False,
+                 rank: int = 0, world: int = 1, device: torch.device | str = "cpu"):
+        self.data, self.batch_size, self.pipeline, self.train = data, batch_size, pipeline, train
+        self.generator = generator
+        self.rank, self.world, self.device = rank, world, torch.device(device)
+        n = len(data)
+        if not train and world > 1:  # evaluation: a contiguous shard per rank
+            lo, hi = n * rank // world, n * (rank + 1) // world
+            self.data, n = data.subset(slice(lo, hi)), hi - lo
+        self.n = n
+        full, rest = divmod(n, batch_size)
+        keep_rest = rest > 0 and not drop_last and (not train or rest >= world)
+        self.steps_per_epoch = full + int(keep_rest)
+
+    def __len__(self) -> int:
+        return self.steps_per_epoch
+
+    def order(self) -> torch.Tensor:
+        """This epoch's order: a permutation drawn from the generator (train) or 0..N-1."""
+        if self.train:
+            return torch.randperm(self.n, generator=self.generator)
+        return torch.arange(self.n)
+
+    def batch(self, order: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Batch ``step`` of ``order``: (x (B, C, H, W) float, y) for this rank, on the device."""
+        idx = order[step * self.batch_size:(step + 1) * self.batch_size]  # the global batch
+        shifts = None
+        if self.train and self.pipeline.shift:
+            # Drawn for the whole global batch on every rank, so the stream does not depend on world.
+            shifts = torch.randint(0, 2 * self.pipeline.shift + 1, (len(idx), 2), generator=self.generator)
+        if self.train and self.world > 1:
+            lo, hi = len(idx) * self.rank // self.world, len(idx) * (self.rank + 1) // self.world
+            idx = idx[lo:hi]
+            shifts = shifts[lo:hi] if shifts is not None else None
+        x = self.pipeline(self.data.x[idx], train=self.train, shifts=shifts)
+        return x.to(self.device, non_blocking=True), self.data.y[idx].to(self.device, non_blocking=True)
+
+    def __iter__(self):
+        """One pass in order (evaluation)."""
+        order = self.order()
+        for step in range(self.steps_per_epoch):
+            yield self.batch(order, step)
+

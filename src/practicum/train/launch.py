@@ -1,0 +1,122 @@
+"""``practicum run ... --nproc N``: start N ranks of the same command, torchrun-style.
+
+The launcher imports no torch: it re-runs ``python -m practicum run ...`` (without ``--nproc``)
+N times with RANK / WORLD_SIZE / MASTER_ADDR / MASTER_PORT set, waits, and passes rank 0's exit
+status on. If a rank fails, the others are stopped. Under ``torchrun`` (which sets the same
+variables) ``practicum run`` goes straight to ``run_rank``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from practicum.errors import PracticumError, UsageError
+
+
+def launched() -> bool:
+    """True in a process started by torchrun or by ``--nproc`` (the environment names the world)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def cmd_run_distributed(args) -> int:
+    if launched():
+        return run_rank(args)
+    if args.nproc < 2:
+        raise UsageError(f"--nproc {args.nproc}: give 2 or more processes")
+    return spawn(args.nproc, rank_argv(args))
+
+
+def rank_argv(args) -> list[str]:
+    """The ``run`` command line again, without --nproc (each rank runs the ordinary command)."""
+    argv = ["run", args.experiment, *(x for o in args.override for x in ("-o", o))]
+    if args.seed is not None:
+        argv += ["--seed", str(args.seed)]
+    argv += [flag for flag, on in (("--force", args.force), ("--quick", args.quick),
+                                   ("--no-report", args.no_report)) if on]
+    return argv
+
+
+def spawn(nproc: int, argv: list[str]) -> int:
+    with socket.socket() as s:  # a free port for the rendezvous
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    procs = []
+    for rank in range(nproc):
+        env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(nproc),
+               "LOCAL_WORLD_SIZE": str(nproc), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+        if "OMP_NUM_THREADS" not in os.environ:  # share the cores, as torchrun does
+            env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // nproc))
+        procs.append(subprocess.Popen([sys.executable, "-m", "practicum", *argv], env=env))
+
+    def stop(signum=signal.SIGTERM):
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signum)
+
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop())
+    try:
+        while any(p.poll() is None for p in procs):
+            if any(p.poll() not in (None, 0) for p in procs):  # one failed: the others would hang
+                stop()
+            time.sleep(0.1)
+    except KeyboardInterrupt:  # the ranks got the SIGINT too; let them record the interruption
+        for p in procs:
+            p.wait()
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    codes = [p.returncode for p in procs]
+    if codes[0] == 0 and any(codes):
+        raise PracticumError(f"rank {next(i for i, c in enumerate(codes) if c)} failed (exit statuses {codes})")
+    return codes[0] if codes[0] >= 0 else 1
+
+
+def run_rank(args) -> int:
+    """One rank of a distributed ``practicum run``: rank 0 claims, records and reports."""
+    from practicum.config import load_experiment
+    from practicum.execute import execute, start
+    from practicum.practicals import task_module
+    from practicum.train import ddp
+
+    ddp.init()
+    try:
+        cfg = load_experiment(args.experiment, args.override, seed=args.seed, quick=args.quick)
+        shared = None
+        if ddp.is_main():
+            claim, run = start(cfg, force=args.force)
+            shared = (claim.action, claim.record.id, claim.record.dir, claim.record.headline)
+        action, run_id, run_dir, headline = ddp.broadcast_object(shared)
+        if action == "finished":
+            if ddp.is_main():
+                print(f"{cfg.name}: already finished as run {run_id} ({run_dir}); {headline or ''} "
+                      "— use --force to run again")
+            return 0
+        if action == "busy":
+            raise PracticumError(f"{cfg.name}: run {run_id} of this config is in progress; wait for it")
+        if not ddp.is_main():
+            task_module(cfg.task).run(cfg, ddp.RankRun(Path(run_dir), action == "resume", cfg, run_id))
+            return 0
+        print(f"{cfg.name}: {'resuming' if run.resumed else 'starting'} run {run.id} in {run.dir} "
+              f"on {ddp.world_size()} processes", file=sys.stderr)
+        try:
+            summary = execute(run)
+        except KeyboardInterrupt:
+            print(f"{cfg.name}: interrupted; run the same command again to resume {run.id}", file=sys.stderr)
+            return 130
+        metric = cfg.expect.metric
+        shown = f"{metric}={summary[metric]:.4f}" if metric in summary else ""
+        print(f"{cfg.name}: finished run {run.id}: {shown} in {run.index.get(run.id).duration:.1f}s -> {run.dir}")
+        if not args.no_report:
+            from practicum.report import write_run_report
+
+            md, _ = write_run_report(run.index.get(run.id))
+            print(f"report: {md}")
+        return 0
+    finally:
+        ddp.shutdown()

@@ -1,0 +1,126 @@
+"""The fit loop across processes: killed with SIGKILL mid-epoch and resumed bit-identically, and
+trained by two DistributedDataParallel processes (gloo on CPU) into one run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """The in-process reference runs use one thread, as the OMP_NUM_THREADS=1 subprocesses do."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+# LeNet on 1500 images, batch 64: 24 steps per epoch, 2 epochs, a checkpoint every 3 steps.
+RESUME_ARGS = ["run", "mnist-lenet", "--quick", "--no-report", "-o", "data.train_limit=1500",
+               "-o", "train.epochs=2", "-o", "train.checkpoint_steps=3", "-o", "train.log_steps=2",
+               "-o", "train.eval_steps=10", "-o", "data.shift=2"]
+
+
+def practicum(*args, env, timeout=300):
+    return subprocess.run([sys.executable, "-m", "practicum", *args], capture_output=True, text=True,
+                          env=env, timeout=timeout)
+
+
+def one_thread_env(**extra) -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": "1", **extra}
+
+
+def last_checkpoint(home: Path) -> dict | None:
+    found = list(home.glob("mnist-lenet/*/checkpoints/last.pt"))
+    try:
+        return torch.load(found[0], weights_only=True)["loop"] if found else None
+    except Exception:  # noqa: BLE001 - written atomically, but the directory may be mid-listing
+        return None
+
+
+def strip(run_dir: Path) -> list[tuple]:
+    return [(r["step"], r["split"], r["name"], r["value"])
+            for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())]
+
+
+def tb_scalars(run_dir: Path, tag: str) -> list[tuple]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    ea = EventAccumulator(str(run_dir / "tb"))
+    ea.Reload()
+    return [(e.step, e.value) for e in ea.Scalars(tag)]
+
+
+def runs(env) -> list[dict]:
+    return json.loads(practicum("runs", "--json", env=env).stdout)
+
+
+def test_run_killed_mid_epoch_resumes_bit_identical(cli, home, tmp_path, monkeypatch):
+    # 1. the reference: one uninterrupted run (in this process, one thread) in another home
+    monkeypatch.setenv("PRACTICUM_HOME", str(tmp_path / "ref"))
+    assert cli(*RESUME_ARGS)[0] == 0
+    monkeypatch.setenv("PRACTICUM_HOME", str(home))
+    (ref_dir,) = (tmp_path / "ref").glob("mnist-lenet/*/")
+
+    # 2. the same command, killed with SIGKILL just after a mid-epoch checkpoint
+    env = one_thread_env()
+    child = subprocess.Popen([sys.executable, "-m", "practicum", *RESUME_ARGS], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and child.poll() is None:
+        ck = last_checkpoint(home)
+        if ck and ck["step"] >= 6 and ck["position"] > 0:
+            break
+        time.sleep(0.02)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    ck = last_checkpoint(home)
+    assert ck is not None and 0 < ck["step"] < 48 and ck["position"] > 0, "the kill must land mid-epoch"
+    assert [r["status"] for r in runs(env)] == ["interrupted"]
+
+    # 3. the same command again resumes that run and ends bit-identical to the reference
+    out = practicum(*RESUME_ARGS, env=env)
+    assert out.returncode == 0, out.stderr
+    assert "resuming" in out.stderr
+    (record,) = runs(env)
+    assert record["status"] == "finished"
+    run_dir = Path(record["dir"])
+    a = torch.load(ref_dir / "model.pt", weights_only=True)["model"]
+    b = torch.load(run_dir / "model.pt", weights_only=True)["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert strip(ref_dir) == strip(run_dir)
+    ref_summary = json.loads((ref_dir / "summary.json").read_text())
+    timing = {"train/seconds_per_epoch"}
+    assert {k: v for k, v in ref_summary.items() if k not in timing} == \
+           {k: v for k, v in record["summary"].items() if k not in timing}
+    # TensorBoard too: the resumed writer purged what the killed one logged after its checkpoint
+    assert tb_scalars(ref_dir, "loss/train") == tb_scalars(run_dir, "loss/train")
+    assert tb_scalars(ref_dir, "accuracy/test") == tb_scalars(run_dir, "accuracy/test")
+    opt_a = torch.load(ref_dir / "checkpoints/last.pt", weights_only=True)["optimizer"]["state"]
+    opt_b = torch.load(run_dir / "checkpoints/last.pt", weights_only=True)["optimizer"]["state"]
+    assert all(torch.equal(opt_a[i][k], opt_b[i][k]) for i in opt_a for k in opt_a[i])
+
+
+def test_two_processes_train_one_run_in_the_same_band(cli, home, tmp_path, monkeypatch):
+    env = one_thread_env()
+    out = practicum("run", "mnist-lenet", "--quick", "--no-report", "--nproc", "2", env=env)
+    assert out.returncode == 0, out.stderr
+    assert "on 2 processes" in out.stderr
+    (record,) = runs(env)
+    assert record["status"] == "finished" and record["summary"]["train/processes"] == 2
+    assert len(list(home.glob("mnist-lenet/*/"))) == 1
+    # one process, same config: DDP splits every global batch, so both see the same batches
+    monkeypatch.setenv("PRACTICUM_HOME", str(tmp_path / "single"))
+    assert cli("run", "mnist-lenet", "--quick", "--no-report")[0] == 0
+    (one,) = json.loads(cli("runs", "--json")[1])
+    two_acc, one_acc = record["summary"]["test/accuracy"], one["summary"]["test/accuracy"]
+    assert two_acc > 0.3 and abs(two_acc - one_acc) < 0.05  # chance is 0.1
+    assert record["summary"]["train/steps"] == one["summary"]["train/steps"]
