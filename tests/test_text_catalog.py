@@ -1,0 +1,156 @@
+"""Every text catalog entry end to end on a tiny slice (--quick), plus resume after an interruption
+and the word2vec -> sentiment hand-over by run id."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from practicum.config import load_experiment
+
+@pytest.fixture(autouse=True)
+def keep_torch_threads():
+    """The tasks set torch's thread count for their process; give other tests theirs back."""
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+TEXT_ENTRIES = ["lm-timemachine", "lm-jaychou", "mt-fra-eng", "w2v-ptb", "sentiment-rt-polarity",
+                "sentiment-imdb-tiny"]
+
+
+def only_run(cli, experiment: str) -> Path:
+    _, out, _ = cli("runs", "--json", "--experiment", experiment)
+    runs = json.loads(out)
+    assert runs and runs[-1]["status"] == "finished", runs
+    return Path(runs[-1]["dir"])
+
+
+def table(run_dir: Path, name: str) -> dict:
+    return json.loads((run_dir / "tables" / f"{name}.json").read_text(encoding="utf-8"))
+
+
+def meets_quick_band(run_dir: Path, name: str) -> None:
+    cfg = load_experiment(name, quick=True)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary[cfg.expect.metric] >= cfg.expect.quick_min, (cfg.expect.metric, summary)
+
+
+@pytest.mark.parametrize("name", ["lm-timemachine", "lm-jaychou"])
+def test_language_model_entries_run_quick(cli, name):
+    code, _, err = cli("run", name, "--quick", "--no-report")
+    assert code == 0, err
+    run_dir = only_run(cli, name)
+    meets_quick_band(run_dir, name)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    models = ["rnn_scratch", "rnn", "gru", "lstm"]
+    for m in models:
+        assert summary[f"valid/perplexity_{m}"] > 1.0 and summary[f"train/perplexity_{m}"] > 1.0
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert {r["split"] for r in rows if r["name"] == "perplexity"} == {f"{s}-{m}" for s in ("train", "valid")
+                                                                      for m in models}
+    params = {r[0]: r[2] for r in table(run_dir, "1_models")["rows"]}
+    assert max(params.values()) / min(params.values()) < 1.05  # equal parameter counts
+    samples = table(run_dir, "2_samples")["rows"]
+    prefixes = load_experiment(name).sample.prefixes
+    assert {r[2] for r in samples} == set(prefixes) and {r[1] for r in samples} == set(models)
+    assert all(r[3].startswith(r[2]) and r[4].startswith(r[2]) for r in samples)
+    splits = json.loads((run_dir / "splits.json").read_text())
+    assert splits["train"][1] == splits["valid"][0]
+
+
+def test_translation_entry_runs_quick_with_report(cli):
+    code, _, err = cli("run", "mt-fra-eng", "--quick")
+    assert code == 0, err
+    run_dir = only_run(cli, "mt-fra-eng")
+    meets_quick_band(run_dir, "mt-fra-eng")
+    bleu = table(run_dir, "1_bleu")
+    assert [r[0] for r in bleu["rows"]] == ["seq2seq", "bahdanau", "transformer"]
+    assert all(0.0 <= r[5] <= 1.0 and 0.0 <= r[6] <= 1.0 for r in bleu["rows"])
+    sentences = table(run_dir, "2_d2l_sentences")["rows"]
+    assert len(sentences) == 12 and {r[0] for r in sentences} == {"go .", "i lost .", "he's calm .", "i'm home ."}
+    for name in ("attention_bahdanau.png", "attention_transformer.png"):
+        assert (run_dir / "figures" / name).stat().st_size > 1000
+    splits = json.loads((run_dir / "splits.json").read_text())
+    assert splits["sizes"]["test"] == 30 and len(splits["indices"]["test"]) == 30
+    html = (run_dir / "report.html").read_text(encoding="utf-8")
+    assert "held-out test" in html and html.count("data:image/png;base64,") >= 3
+
+
+def test_word2vec_then_sentiment_from_its_embeddings(cli, home):
+    code, _, err = cli("run", "sentiment-imdb-tiny", "--quick", "--no-report")
+    assert code == 1 and "no finished run of 'w2v-ptb'" in err  # says what to run first
+
+    code, _, err = cli("run", "w2v-ptb", "--quick", "--no-report")
+    assert code == 0, err
+    w2v_dir = only_run(cli, "w2v-ptb")
+    meets_quick_band(w2v_dir, "w2v-ptb")
+    import numpy as np
+
+    emb = np.load(w2v_dir / "embeddings.npy", allow_pickle=False)
+    vocab = json.loads((w2v_dir / "vocab.json").read_text())["idx_to_token"]
+    assert emb.shape == (len(vocab), 100) and np.isfinite(emb).all()
+    assert table(w2v_dir, "1_neighbours")["rows"][0][0] == "chip"
+    assert len(table(w2v_dir, "2_analogies")["rows"]) == 10
+
+    for name in ("sentiment-rt-polarity", "sentiment-imdb-tiny"):
+        code, _, err = cli("run", name, "--quick", "--no-report")
+        assert code == 0, err
+        run_dir = only_run(cli, name)
+        meets_quick_band(run_dir, name)
+        source = json.loads((run_dir / "w2v_source.json").read_text())
+        assert source["resolved_id"] == w2v_dir.name  # the run it loaded, by id
+        variants = [r[0] for r in table(run_dir, "1_accuracy")["rows"]]
+        assert sorted(variants) == ["bilstm-random", "bilstm-w2v", "textcnn-random", "textcnn-w2v"]
+        assert [r[0] for r in table(run_dir, "2_w2v_init")["rows"]] == ["textcnn", "bilstm"]
+    rt = json.loads((only_run(cli, "sentiment-rt-polarity") / "splits.json").read_text())
+    assert rt["sizes"] == {"test": 60, "valid": 60, "train": 480}
+
+    # pinning the word2vec run by id works too; a wrong id is a usage error naming it
+    code, _, err = cli("run", "sentiment-imdb-tiny", "--quick", "--no-report", "-o",
+                       f"embed.w2v_run={w2v_dir.name}", "-o", 'train.variants=["textcnn-w2v"]')
+    assert code == 0, err
+    code, _, err = cli("run", "sentiment-imdb-tiny", "--quick", "--no-report", "-o", "embed.w2v_run=nosuchrun")
+    assert code == 2 and "nosuchrun" in err
+
+
+def test_interrupted_language_model_resumes_to_the_same_numbers(cli, home, monkeypatch, tmp_path):
+    from practicum.practicals import language_model
+
+    args = ["run", "lm-timemachine", "--quick", "--no-report", "-o", "train.epochs=3", "-o",
+            'model.names=["rnn_scratch", "gru"]']
+    real_save, calls = language_model.checkpoint, []
+
+    def save_then_stop(*a, **kw):  # the 4th checkpoint is gru's first epoch: stop right after it
+        real_save(*a, **kw)
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(language_model, "checkpoint", save_then_stop)
+    assert cli(*args)[0] == 130
+    monkeypatch.setattr(language_model, "checkpoint", real_save)
+    code, _, err = cli(*args)
+    assert code == 0 and "resuming" in err, err
+    resumed = only_run(cli, "lm-timemachine")
+
+    monkeypatch.setenv("PRACTICUM_HOME", str(tmp_path / "reference"))  # one uninterrupted run
+    assert cli(*args)[0] == 0
+    reference = only_run(cli, "lm-timemachine")
+
+    def lines(d):
+        return [{k: v for k, v in json.loads(line).items() if k != "time"}
+                for line in (d / "metrics.jsonl").read_text().splitlines()]
+
+    assert lines(resumed) == lines(reference)  # no line lost or doubled, every value identical
+    assert json.loads((resumed / "summary.json").read_text()) == json.loads((reference / "summary.json").read_text())
+    assert table(resumed, "2_samples")["rows"] == table(reference, "2_samples")["rows"]
+
+
+def test_every_text_entry_is_in_the_catalog():
+    from practicum.config import catalog
+
+    assert set(TEXT_ENTRIES) <= set(catalog())
