@@ -209,7 +209,10 @@ def test_quick_lenet_learns_and_records_everything(cli):
     assert summary["train/steps"] == 32 and summary["train/epochs"] == 1
     with np.load(run_dir / "predictions.npz", allow_pickle=False) as z:
         assert len(z["y_true"]) == len(z["y_pred"]) == 500
-        assert np.array_equal(z["misclassified"], np.flatnonzero(z["y_true"] != z["y_pred"]))
+        wrong = np.flatnonzero(z["y_true"] != z["y_pred"])
+        assert np.array_equal(z["mis_index"], wrong)
+        assert z["mis_images"].shape == (min(len(wrong), 32), 28, 28)  # as stored, before resizing and z["mis_images"].dtype == np.uint8
+        assert list(z["classes"]) == [str(i) for i in range(10)]
         assert z["confusion"].shape == (10, 10) and z["confusion"].sum() == 500
         assert np.trace(z["confusion"]) / 500 == pytest.approx(summary["test/accuracy"])
     table = json.loads((run_dir / "tables" / "confusion.json").read_text())
@@ -220,6 +223,17 @@ def test_quick_lenet_learns_and_records_everything(cli):
     names = {(r[2], r[3]) for r in metric_rows(run_dir)}
     assert {("train", "loss"), ("train", "accuracy"), ("train", "lr"), ("test", "loss"),
             ("test", "accuracy")} <= names
+
+
+def test_run_report_shows_the_confusion_matrix_and_misclassified_images(cli):
+    code, _, err = cli("run", "mnist-lenet", "--quick")
+    assert code == 0, err
+    run_dir = run_dir_of(cli, "mnist-lenet")
+    assert {"confusion_matrix.png", "misclassified.png"} <= {p.name for p in (run_dir / "figures").iterdir()}
+    page = (run_dir / "report.html").read_text()
+    assert page.count('src="data:image/png;base64,') >= 3  # curves, confusion matrix, misclassified
+    assert "confusion matrix" in page and "misclassified test images" in page
+    assert "http://" not in page and "https://" not in page
 
 
 def test_tensorboard_round_trip_scalars_and_hparams(cli):

@@ -43,10 +43,14 @@ def run_document(record: RunRecord) -> Document:
                          title=record.experiment)
     if curve:
         doc.add(Heading("Curves"), Image(curve, "loss and accuracy per split"))
-    extra = [p for p in sorted(figures.glob("*")) if p.suffix in (".png", ".gif") and p.name != "curves.png"]
-    if extra:
+    from practicum.report.classification import FIGURES, classification_figures
+
+    drawn = classification_figures(run_dir, figures, record.experiment)
+    extra = [p for p in sorted(figures.glob("*"))
+             if p.suffix in (".png", ".gif") and p.name not in ("curves.png", *FIGURES)]
+    if drawn or extra:
         doc.add(Heading("Figures"))
-        doc.add(*[Image(p, p.stem.replace("_", " ")) for p in extra])
+        doc.add(*drawn, *[Image(p, p.stem.replace("_", " ")) for p in extra])
     doc.add(Heading("Config"), Code((run_dir / "config.toml").read_text(encoding="utf-8"), "toml"))
     env_path = run_dir / "env.json"
     if env_path.exists():
