@@ -163,3 +163,21 @@ def test_compare_overlays_runs(cli, home):
     assert code == 0 and all(i in out for i in ids) and "test/accuracy" in out
     report = Path(out.strip().splitlines()[-1].split("report: ")[1])
     assert report.is_file() and "compare_accuracy.png" in report.read_text()
+
+
+def test_study_report_with_a_paired_axis_names_each_pair(home):
+    """An optimizer with its own learning rate is one axis "a+b"; the report lists the pairs."""
+    from practicum.report.study import write_study_report
+    from practicum.sweep import plan, save_study_record
+
+    p = plan("numpy-halfmoon", {"optim.lr+model.activation": [[0.1, "relu"], [0.5, "tanh"]]},
+             seeds=1, quick=True, name="paired")
+    index = Index(home)
+    for t, acc in zip(p.trials, (0.8, 0.9)):
+        cfg = load_experiment("numpy-halfmoon", t.overrides, seed=t.seed, quick=True)
+        fake_trial(index, cfg, {"test/accuracy": acc}, [(1.0, acc)])
+    md, page, results = write_study_report(save_study_record(p).parent, index)
+    rows = list(csv.reader(open(results)))
+    assert rows[0][:3] == ["optim.lr", "model.activation", "n"]
+    assert [r[:2] for r in rows[1:]] == [["0.1", "relu"], ["0.5", "tanh"]]
+    assert "optim.lr+model.activation ∈ [[0.1, 'relu'], [0.5, 'tanh']]" in md.read_text()

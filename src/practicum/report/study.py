@@ -118,7 +118,7 @@ def study_document(record: dict, index: Index, out_dir: Path) -> tuple[Document,
     n_done = sum(len(runs) for _, _, runs in groups)
     doc.add(Paragraph(record.get("description") or ""),
             Paragraph(f"Base experiment: {record['experiment']}. Varied: "
-                      + (", ".join(f"{k} ∈ {record['grid'][k]}" for k in varied) or "nothing")
+                      + (", ".join(f"{k} ∈ {values}" for k, values in record["grid"].items()) or "nothing")
                       + f". Trials finished: {n_done} of {len(record['trials'])}. "
                       "Spread is the sample standard deviation over seeds (n − 1)."))
     table = results_table(groups, metrics, varied)
