@@ -91,7 +91,9 @@ body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; 
        color: #222; line-height: 1.45; }
 h1 { border-bottom: 2px solid #ddd; padding-bottom: .3em; }
 table { border-collapse: collapse; margin: 1em 0; font-size: 0.92em; }
+.table-wrap { overflow-x: auto; }
 th, td { border: 1px solid #ccc; padding: 4px 10px; text-align: right; }
+td { white-space: nowrap; font-variant-numeric: tabular-nums; }
 th { background: #f3f3f3; }
 td:first-child, th:first-child { text-align: left; }
 caption { caption-side: top; text-align: left; font-style: italic; padding-bottom: .3em; }
@@ -120,13 +122,13 @@ def to_html(doc: Document) -> str:
         elif isinstance(b, Code):
             out.append(f"<pre><code>{e(b.text)}</code></pre>")
         elif isinstance(b, Table):
-            out.append("<table>")
+            out.append('<div class="table-wrap"><table>')
             if b.caption:
                 out.append(f"<caption>{e(b.caption)}</caption>")
             out.append("<tr>" + "".join(f"<th>{e(_cell(c))}</th>" for c in b.columns) + "</tr>")
             for row in b.rows:
                 out.append("<tr>" + "".join(f"<td>{e(_cell(v))}</td>" for v in row) + "</tr>")
-            out.append("</table>")
+            out.append("</table></div>")
         elif isinstance(b, Image):
             out.append(f'<figure><img src="{_data_uri(b.path)}" alt="{e(b.caption)}">'
                        f"<figcaption>{e(b.caption)}</figcaption></figure>")

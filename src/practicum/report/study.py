@@ -88,13 +88,15 @@ def spread_figure(groups, name: str, path: Path, title: str) -> Path | None:
     if not splits:
         return None
     fig, axes = plots.plt.subplots(1, len(splits), figsize=(5.5 * len(splits), 4), squeeze=False)
+    keys = list(groups[0][0]) if groups else []
     for ax, split in zip(axes[0], splits):
         for point, _, runs in groups:
             xs, ys = aligned_curves(runs, name, split)
             if xs is None:
                 continue
             mean = np.nanmean(ys, 0)
-            (line,) = ax.plot(xs, mean, label=f"{label(point)} (n={len(runs)})")
+            short = ", ".join(str(v) for v in point.values()) or "base"  # the keys go in the legend title
+            (line,) = ax.plot(xs, mean, marker="o" if len(xs) <= 5 else None, label=f"{short} (n={len(runs)})")
             if len(runs) > 1:
                 std = np.nanstd(ys, 0, ddof=1)
                 ax.fill_between(xs, mean - std, mean + std, color=line.get_color(), alpha=0.2)
@@ -105,7 +107,12 @@ def spread_figure(groups, name: str, path: Path, title: str) -> Path | None:
             finite = [v for line in ax.get_lines() for v in line.get_ydata() if np.isfinite(v) and v > 0]
             if finite and max(finite) / min(finite) > 50:
                 ax.set_yscale("log")
-        ax.legend(fontsize=8)
+        if name == "lr":
+            ax.set_yscale("log")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    if handles:  # one legend for all panels, below them, so it never hides a curve
+        fig.legend(handles, labels, title=", ".join(keys) or None, loc="upper center",
+                   bbox_to_anchor=(0.5, 0.02), ncol=min(len(labels), 4), fontsize=8, title_fontsize=8)
     fig.suptitle(title)
     return plots.save(fig, path)
 
