@@ -63,3 +63,15 @@ def cli(home, capsys):
         return code, out.out, out.err
 
     return call
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tests run on one torch thread: their tensors are tiny, the CI machine has two cores and
+    pytest-xdist runs two workers, and two OpenMP threads per worker only fight for them."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -16,14 +16,6 @@ from practicum.detection.voc import FRUIT_CLASSES, boxes_and_labels, load_image,
 from practicum.errors import PracticumError
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny tensors on a shared machine: one intra-op thread is several times faster than two."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 # D2L 14.4's worked example: two ground-truth boxes (dog, cat) and five anchors
 GT = torch.tensor([[0, 0.1, 0.08, 0.52, 0.92], [1, 0.55, 0.2, 0.9, 0.88]])

@@ -10,14 +10,6 @@ from practicum.config import load_experiment
 from practicum.practicals.linreg import data_iter, linreg, linreg_grads, squared_loss, synthetic_data
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny tensors on a shared machine: one intra-op thread is several times faster than two."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def test_hand_gradient_equals_autograd():
     g = torch.Generator().manual_seed(0)

@@ -10,14 +10,6 @@ import torch
 from practicum.optimizers_scratch import SCRATCH_OPTIMIZERS, build
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny tensors on a shared machine: one intra-op thread is several times faster than two."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 HYPER = {
     "sgd": dict(lr=0.05),

@@ -11,14 +11,6 @@ import torch
 from practicum.models.stylenet import RandomVGG, gram
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny tensors on a shared machine: one intra-op thread is several times faster than two."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _last_run(cli):
     rec = json.loads(cli("runs", "--json")[1])[-1]

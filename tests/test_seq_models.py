@@ -18,14 +18,6 @@ from practicum.models.word2vec import SkipGram, analogy, masked_bce_library, nea
 from practicum.text_metrics import bleu_d2l, corpus_bleu
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: a second thread only adds synchronisation (and the machine is shared)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 # -- the scratch RNN ----------------------------------------------------------------------------------
 
 

@@ -22,14 +22,6 @@ from practicum.train.optim import (LOSSES, OPTIMIZERS, SCHEDULES, build_loss, bu
                                    multiplier)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Runs use torch's thread count unless configured: one thread is fast and steady on a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def run_dir_of(cli, experiment: str) -> Path:
     _, out, _ = cli("runs", "--json", "--experiment", experiment)
@@ -49,7 +41,8 @@ def metric_rows(run_dir: Path) -> list[tuple]:
 def test_every_optimizer_builds_and_steps(name):
     torch.manual_seed(0)
     model = torch.nn.Linear(4, 3)
-    opt = build_optimizer(name, model.parameters(), lr=0.1, momentum=0.9 if name == "sgd" else 0.0,
+    momentum = 0.9 if name in ("sgd", "scratch-momentum") else 0.0  # scratch-momentum requires one
+    opt = build_optimizer(name, model.parameters(), lr=0.1, momentum=momentum,
                           nesterov=name == "sgd", weight_decay=None, betas=None, eps=None)
     before = model.weight.detach().clone()
     F.cross_entropy(model(torch.randn(8, 4)), torch.randint(0, 3, (8,))).backward()

@@ -11,17 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 import torch
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The in-process reference runs use one thread, as the OMP_NUM_THREADS=1 subprocesses do."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 # LeNet on 1500 images, batch 64: 24 steps per epoch, 2 epochs, a checkpoint every 3 steps.
 RESUME_ARGS = ["run", "mnist-lenet", "--quick", "--no-report", "-o", "data.train_limit=1500",
