@@ -100,10 +100,16 @@ def parse_grid(items: list[str]) -> dict[str, list[Any]]:
 
 def override_text(key: str, value: Any) -> str:
     """An ``-o`` argument that parses back to ``value``."""
+    return f"{key}={toml_value(value)}"
+
+
+def toml_value(value: Any) -> str:
+    """``value`` as TOML text; a dict as an inline table (tomli_w writes dicts as [tables])."""
     import tomli_w
 
-    text = tomli_w.dumps({"v": value}).split("=", 1)[1].strip()
-    return f"{key}={text}"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }" if value else "{}"
+    return tomli_w.dumps({"v": value}).split("=", 1)[1].strip()
 
 
 def axis_values(key: str, value: Any) -> dict[str, Any]:

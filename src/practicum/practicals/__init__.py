@@ -25,6 +25,7 @@ TASKS.register("detect", "practicum.practicals.detection")
 TASKS.register("style_transfer", "practicum.practicals.style")
 TASKS.register("gan_2d", "practicum.practicals.gan2d")
 TASKS.register("dcgan", "practicum.practicals.dcgan")
+TASKS.register("multilabel", "practicum.practicals.multilabel")
 
 
 def task_module(name: str) -> ModuleType:

@@ -23,7 +23,7 @@ def curves(data: dict) -> dict[str, tuple[np.ndarray, np.ndarray, float]]:
     """{class name or "micro": (precision, recall, AP)} from recorded scores."""
     import torch
 
-    from practicum.multilabel_metrics import pr_curves, per_class
+    from practicum.multilabel_metrics import per_class, pr_curves
 
     probs, target = torch.from_numpy(data["scores"]).float(), torch.from_numpy(data["y_true"]).long()
     classes = [str(c) for c in data["classes"]]
@@ -57,22 +57,28 @@ def overlay_figure(entries: list[tuple[str, Path]], path: Path, title: str) -> P
         ax.step(r, p, where="post", label=f"{label} (micro AP {ap:.3f})")
     ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1.01), ylim=(0, 1.03), title=title)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower left", fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), fontsize=8)  # below: never over a curve
     return plots.save(fig, path)
 
 
-def study_figures(groups, figures: Path, label) -> list:
+def short_label(point: dict) -> str:
+    """The grid values only (``resnet18-imagenet, 0.001``), empty option tables left out."""
+    text = ", ".join(str(v) for v in point.values() if v not in ({}, None, "")) or "base"
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def study_figures(groups, figures: Path) -> list:
     """Report blocks for a study whose runs recorded multi-label predictions: each grid point's
     PR figure (its first finished seed) and the overlay of their micro curves; [] otherwise."""
     entries = []
     for point, _, runs in groups:
         found = [r for r in runs if (Path(r.dir) / PREDICTIONS).exists()]
         if found:
-            entries.append((label(point), Path(found[0].dir) / PREDICTIONS))
+            entries.append((short_label(point), Path(found[0].dir) / PREDICTIONS))
     if not entries:
         return []
     blocks = [Heading("Precision-recall (test)"),
-              Image(overlay_figure(entries, figures / "pr_overlay.png", "micro PR curve per point"),
+              Image(overlay_figure(entries, figures / "pr_overlay.png", "micro PR curve per grid point (test)"),
                     "micro-averaged PR curves, one per grid point (first seed)")]
     for i, (name, npz) in enumerate(entries):
         blocks.append(Image(pr_figure(npz, figures / f"pr_{i}.png", name), f"PR curves: {name}"))

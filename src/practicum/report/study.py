@@ -137,7 +137,7 @@ def study_document(record: dict, index: Index, out_dir: Path) -> tuple[Document,
             doc.add(Heading(f"Curves: {name}", 3), Image(fig, f"{name} per varied value, mean ± std over seeds"))
     from practicum.report.multilabel import study_figures
 
-    doc.add(*study_figures(groups, figures, label))  # multi-label runs: PR curves and their overlay
+    doc.add(*study_figures(groups, figures))  # multi-label runs: PR curves and their overlay
     best = best_run(groups, metrics[0] if metrics else None)
     if best:
         imgs = classification_figures(best.dir, figures, f"best point ({best.id})")

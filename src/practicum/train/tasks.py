@@ -17,8 +17,7 @@ from typing import Callable
 
 import torch
 from torchmetrics import CatMetric, Metric
-from torchmetrics.classification import (MulticlassAccuracy, MulticlassConfusionMatrix, MultilabelAccuracy,
-                                         MultilabelF1Score, MultilabelPrecision, MultilabelRecall)
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from practicum.train.optim import build_loss
 
@@ -55,14 +54,12 @@ def classification(num_classes: int, loss: str = "cross_entropy", label_smoothin
 
 
 def multilabel(num_labels: int, loss: str = "bce", threshold: float = 0.5) -> Task:
-    """Multi-label classification (a sigmoid per label): per-label accuracy, precision, recall, F1."""
-
-    def metrics() -> dict[str, Metric]:
-        kw = dict(num_labels=num_labels, threshold=threshold, average="micro")
-        return {"accuracy": MultilabelAccuracy(**kw), "precision": MultilabelPrecision(**kw),
-                "recall": MultilabelRecall(**kw), "f1": MultilabelF1Score(**kw)}
+    """Multi-label classification (a sigmoid per label, BCE on multi-hot or mixed soft targets):
+    exact-match accuracy, per-label accuracy, micro/macro precision, recall, F1 and mAP
+    (multilabel_metrics.py). Training batches count exact matches against the rounded targets."""
+    from practicum.multilabel_metrics import metric_objects
 
     def batch_stats(logits, y):
-        return {"accuracy": ((logits > 0) == (y > 0.5)).float().mean(1).sum()}
+        return {"accuracy": ((logits > 0) == (y > 0.5)).all(1).sum()}
 
-    return Task(build_loss(loss), metrics, batch_stats)
+    return Task(build_loss(loss), lambda: metric_objects(num_labels, threshold), batch_stats)

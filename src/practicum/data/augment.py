@@ -1,0 +1,166 @@
+"""Batched image augmentation in plain torch: whole-batch ops, no per-image Python, no torchvision.
+
+Every op comes in two parts: a deterministic function taking explicit parameters (what the
+tests check on known tensors) and a ``random_*`` function drawing those parameters from a
+``torch.Generator`` (whose state the loop checkpoints, so a resumed run draws the same).
+
+    x: (B, C, H, W) float; y: (B, K) multi-hot (float after mixing)
+
+    flip        mirror left-right where mask is set
+    resized_crop  crop a box (fractions of the image) and scale it back to H x W (grid_sample)
+    jitter      brightness (x * b), contrast (towards the grey mean), saturation (towards grey)
+    erase       fill a box with a value (after normalisation 0 = the data set's mean)
+    mixup       lam * x + (1 - lam) * x[perm], and the same mix of the targets
+    cutmix      paste a box of x[perm]; targets mixed by the pasted area
+
+Mixing makes soft multi-label targets (y in [0, 1]): the BCE loss takes them as they are.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from practicum.data.tensors import Loader, Pipeline, TensorSet
+
+
+def flip(x: Tensor, mask: Tensor) -> Tensor:
+    """Mirror the images where ``mask`` (B,) bool is set."""
+    return torch.where(mask.view(-1, 1, 1, 1), x.flip(-1), x)
+
+
+def random_flip(x: Tensor, p: float, gen: torch.Generator) -> Tensor:
+    return flip(x, torch.rand(len(x), generator=gen) < p)
+
+
+def resized_crop(x: Tensor, boxes: Tensor) -> Tensor:
+    """Crop each image to ``boxes`` (B, 4) = (x0, y0, x1, y1) as fractions of its width/height and
+    resize the crop back to (H, W), bilinear: one affine ``grid_sample`` for the batch."""
+    x0, y0, x1, y1 = boxes.unbind(1)
+    theta = torch.zeros(len(x), 2, 3, dtype=x.dtype)
+    theta[:, 0, 0], theta[:, 0, 2] = x1 - x0, x0 + x1 - 1  # output [-1, 1] -> input [2 x0 - 1, 2 x1 - 1]
+    theta[:, 1, 1], theta[:, 1, 2] = y1 - y0, y0 + y1 - 1
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)  # (B, H, W, 2)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def random_boxes(n: int, scale: tuple[float, float], ratio: tuple[float, float], gen: torch.Generator) -> Tensor:
+    """(n, 4) boxes with area fraction in ``scale``, aspect w/h log-uniform in ``ratio``, inside the image."""
+    area = torch.empty(n).uniform_(scale[0], scale[1], generator=gen)
+    log_r = torch.empty(n).uniform_(math.log(ratio[0]), math.log(ratio[1]), generator=gen)
+    w = (area * log_r.exp()).sqrt().clamp(max=1.0)
+    h = (area / log_r.exp()).sqrt().clamp(max=1.0)
+    x0 = torch.rand(n, generator=gen) * (1 - w)
+    y0 = torch.rand(n, generator=gen) * (1 - h)
+    return torch.stack([x0, y0, x0 + w, y0 + h], 1)
+
+
+def random_resized_crop(x: Tensor, p: float, scale: tuple[float, float], gen: torch.Generator,
+                        ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> Tensor:
+    boxes = random_boxes(len(x), scale, ratio, gen)
+    keep = torch.rand(len(x), generator=gen) >= p
+    boxes[keep] = torch.tensor([0.0, 0.0, 1.0, 1.0])  # the whole image: identity
+    return resized_crop(x, boxes)
+
+
+def jitter(x: Tensor, brightness: Tensor, contrast: Tensor, saturation: Tensor) -> Tensor:
+    """Colour jitter of images in [0, 1] with per-image factors (B,) (1 = unchanged), clamped."""
+    b, c, s = (f.view(-1, 1, 1, 1).to(x.dtype) for f in (brightness, contrast, saturation))
+    x = x * b
+    grey = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]) if x.shape[1] == 3 else x  # (B, 1, H, W)
+    x = grey.mean((2, 3), keepdim=True) + (x - grey.mean((2, 3), keepdim=True)) * c
+    grey = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]) if x.shape[1] == 3 else x
+    x = grey + (x - grey) * s
+    return x.clamp(0, 1)
+
+
+def random_jitter(x: Tensor, strength: float, gen: torch.Generator) -> Tensor:
+    f = 1 + (torch.rand(3, len(x), generator=gen) * 2 - 1) * strength  # (3, B) in [1-s, 1+s]
+    return jitter(x, f[0], f[1], f[2])
+
+
+def erase(x: Tensor, boxes: Tensor, value: float = 0.0) -> Tensor:
+    """Fill ``boxes`` (B, 4) fractions (an empty box erases nothing) with ``value``."""
+    H, W = x.shape[-2:]
+    rows = (torch.arange(H) + 0.5) / H  # pixel centres as fractions
+    cols = (torch.arange(W) + 0.5) / W
+    inside = ((rows.view(1, H, 1) >= boxes[:, 1, None, None]) & (rows.view(1, H, 1) < boxes[:, 3, None, None])
+              & (cols.view(1, 1, W) >= boxes[:, 0, None, None]) & (cols.view(1, 1, W) < boxes[:, 2, None, None]))
+    return x.masked_fill(inside.unsqueeze(1), value)  # (B, 1, H, W) mask over every channel
+
+
+def random_erase(x: Tensor, p: float, gen: torch.Generator, scale: tuple[float, float] = (0.02, 0.25),
+                 ratio: tuple[float, float] = (0.3, 3.3), value: float = 0.0) -> Tensor:
+    boxes = random_boxes(len(x), scale, ratio, gen)
+    boxes[torch.rand(len(x), generator=gen) >= p] = 0.0  # empty box: no erasing
+    return erase(x, boxes, value)
+
+
+def mixup(x: Tensor, y: Tensor, perm: Tensor, lam: float) -> tuple[Tensor, Tensor]:
+    """Blend every image with its partner ``x[perm]``; the targets blend the same way."""
+    y = y.to(x.dtype)
+    return lam * x + (1 - lam) * x[perm], lam * y + (1 - lam) * y[perm]
+
+
+def cutmix(x: Tensor, y: Tensor, perm: Tensor, box: tuple[int, int, int, int]) -> tuple[Tensor, Tensor]:
+    """Paste ``box`` = (top, left, height, width) pixels of ``x[perm]`` into every image; targets
+    mix by area: lam = the share of each image left unchanged."""
+    top, left, h, w = box
+    H, W = x.shape[-2:]
+    out = x.clone()
+    out[..., top:top + h, left:left + w] = x[perm][..., top:top + h, left:left + w]
+    lam = 1 - h * w / (H * W)
+    y = y.to(x.dtype)
+    return out, lam * y + (1 - lam) * y[perm]
+
+
+def beta(alpha: float, gen: torch.Generator) -> float:
+    """A Beta(alpha, alpha) draw seeded from ``gen`` (torch's Beta takes no generator)."""
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
+    return float(np.random.default_rng(seed).beta(alpha, alpha))
+
+
+def random_mix(x: Tensor, y: Tensor, mixup_alpha: float, cutmix_alpha: float, p: float,
+               gen: torch.Generator) -> tuple[Tensor, Tensor]:
+    """With probability ``p``, mixup or cutmix (an even choice when both are on) of the batch."""
+    y = y.to(x.dtype)
+    if not (mixup_alpha or cutmix_alpha) or float(torch.rand(1, generator=gen)) >= p:
+        return x, y
+    perm = torch.randperm(len(x), generator=gen)
+    use_cutmix = cutmix_alpha > 0 and (mixup_alpha <= 0 or float(torch.rand(1, generator=gen)) < 0.5)
+    if not use_cutmix:
+        return mixup(x, y, perm, beta(mixup_alpha, gen))
+    H, W = x.shape[-2:]
+    cut = math.sqrt(1 - beta(cutmix_alpha, gen))  # side fraction of the pasted box
+    h, w = round(H * cut), round(W * cut)
+    top = int(torch.randint(0, H - h + 1, (1,), generator=gen))
+    left = int(torch.randint(0, W - w + 1, (1,), generator=gen))
+    return cutmix(x, y, perm, (top, left, h, w))
+
+
+# ---------------------------------------------------------------------------------------------
+# A training loader whose batches go through an augmentation chain
+
+
+class AugmentLoader(Loader):
+    """Training batches: uint8 gather -> [0, 1] floats -> ``augment(x, y, generator)`` -> (x, y).
+
+    The chain draws from the loader's generator (checkpointed by the fit loop) and may replace
+    the targets (mixup, cutmix). One process only: mixing pairs images across the whole batch.
+    """
+
+    def __init__(self, data: TensorSet, batch_size: int, augment, *, generator: torch.Generator,
+                 drop_last: bool = False, device: torch.device | str = "cpu"):
+        super().__init__(data, batch_size, Pipeline(), train=True, generator=generator, drop_last=drop_last,
+                         device=device)
+        self.augment = augment
+
+    def batch(self, order: Tensor, step: int) -> tuple[Tensor, Tensor]:
+        idx = order[step * self.batch_size:(step + 1) * self.batch_size]
+        x = self.data.x[idx].float().div_(255)  # (B, C, H, W) in [0, 1]
+        x, y = self.augment(x, self.data.y[idx], self.generator)
+        return x.to(self.device), y.to(self.device)
