@@ -107,8 +107,10 @@ def spread_figure(groups, name: str, path: Path, title: str) -> Path | None:
             finite = [v for line in ax.get_lines() for v in line.get_ydata() if np.isfinite(v) and v > 0]
             if finite and max(finite) / min(finite) > 50:
                 ax.set_yscale("log")
-        if name == "lr":
-            ax.set_yscale("log")
+        if name == "lr":  # rates a decade or more apart (Adam's 1e-3 beside Adadelta's 1.0)
+            values = [v for line in ax.get_lines() for v in line.get_ydata() if np.isfinite(v)]
+            if values and min(values) > 0 and max(values) / min(values) >= 10:
+                ax.set_yscale("log")
     handles, labels = axes[0][0].get_legend_handles_labels()
     if handles:  # one legend for all panels, below them, so it never hides a curve
         fig.legend(handles, labels, title=", ".join(keys) or None, loc="upper center",
