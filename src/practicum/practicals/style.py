@@ -215,7 +215,7 @@ def _run(cfg: Config, run: Run) -> dict:
     for step in range(start, cfg.optim.steps + 1):  # step 0 measures the start, then updates
         parts = losses(net, x, targets, cfg)
         if first is None:
-            first = {k: float(v) for k, v in parts.items()}
+            first = {k: float(v.detach()) for k, v in parts.items()}
         if step % cfg.record.log_every == 0 or step == cfg.optim.steps:
             run.log({"loss": float(parts["total"])}, split="total", step=step)
             for k in ("content", "style", "tv"):
