@@ -4,10 +4,14 @@ One file per family, each with a ``PRESETS`` table (name -> constructor argument
 
     mlp.py     softmax, mlp, mlp2                        (28x28)
     cnn2.py    cnn2, cnn2-sigmoid, cnn2-deep             (28x28)
-    lenet.py   lenet5 (32x32), lenet5-28, lenet-d2l      (28x28)
+    lenet.py   lenet5 (32x32), lenet5-28, lenet-d2l, lenet-bn (28x28)
     vgg.py     vgg11, vgg11-bn, vgg11-slim               (28x28; 224x224 works too)
-    resnet.py  resnet18, resnet18-slim (28x28), resnet18-imagenet (224x224)
+    resnet.py  resnet18, resnet18-slim (28x28), resnet18-imagenet (224x224), resnet18-d2l (96x96)
     vit.py     vit, vit-noscale                          (28x28)
+    alexnet.py alexnet (224x224), alexnet-slim (28x28)   D2L's modern CNNs: the D2L size, and a
+    nin.py     nin (224x224), nin-slim (28x28)           CPU preset (3x3 stride-1 stem, narrower)
+    googlenet.py googlenet (96x96), googlenet-slim (28x28)
+    densenet.py  densenet (96x96), densenet-slim (28x28)
 
 Every model takes a float batch (B, C, H, W) and returns logits (B, num_classes). Each preset has
 a natural input size (``MODELS[name].image_size``) which ``build_model`` uses when no
@@ -24,7 +28,7 @@ from typing import Any
 from torch import nn
 
 from practicum.errors import UsageError
-from practicum.models import cnn2, lenet, mlp, resnet, vgg, vit
+from practicum.models import alexnet, cnn2, densenet, googlenet, lenet, mlp, nin, resnet, vgg, vit
 from practicum.models.layers import ACTIVATIONS, make_activation
 from practicum.registry import Registry, nearest
 
@@ -74,6 +78,10 @@ add_presets(lenet.LeNet, lenet.PRESETS)
 add_presets(vgg.VGG, vgg.PRESETS)
 add_presets(resnet.ResNet, resnet.PRESETS)
 add_presets(vit.ViT, vit.PRESETS)
+add_presets(alexnet.AlexNet, alexnet.PRESETS)
+add_presets(nin.NiN, nin.PRESETS)
+add_presets(googlenet.GoogLeNet, googlenet.PRESETS)
+add_presets(densenet.DenseNet, densenet.PRESETS)
 
 
 def build_model(

@@ -11,6 +11,11 @@ Seed 004 on a 32x32 input (LeCun's layer names on the right):
 ``lenet-d2l`` is D2L's LeNet (padding 2, sigmoid, average pooling both times). D2L writes C5 as
 Flatten + Linear(400, 120); a 5x5 conv over a 5x5 map is the same function with the same
 parameters, so we keep the conv.
+
+``lenet-bn`` is D2L's LeNet with batch normalisation (D2L 8.5 / 7.5): a BatchNorm after every
+conv and after F6, before the sigmoid. D2L's BN-LeNet drops the first conv's padding (its C5 is
+Linear(256, 120) on a 4x4 map); ours keeps lenet-d2l's layout, so C5 sees 5x5 (Linear(400, 120)
+as a conv) and the BatchNorm on C5's (B, 120, 1, 1) output is D2L's BatchNorm1d(120).
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ class LeNet(nn.Module):
         activation: str = "relu",
         padding: int = 0,
         pools: Sequence[str] = ("max", "avg"),
+        batch_norm: bool = False,
     ):
         super().__init__()
         if len(pools) != 2:
@@ -54,6 +60,11 @@ class LeNet(nn.Module):
         self.conv3 = nn.Conv2d(16, 120, kernel_size=5)  # C5
         self.fc1 = nn.Linear(120 * self._c5_size(image_size, padding) ** 2, 84)  # F6
         self.fc2 = nn.Linear(84, num_classes)
+        # BatchNorm before each activation (D2L 8.5); Identity without it, so the plain presets'
+        # state dicts keep their keys.
+        norm = lambda c, bn: bn(c) if batch_norm else nn.Identity()
+        self.bn1, self.bn2 = norm(6, nn.BatchNorm2d), norm(16, nn.BatchNorm2d)
+        self.bn3, self.bn4 = norm(120, nn.BatchNorm2d), norm(84, nn.BatchNorm1d)
         # One module per use, so hooks and printouts show every activation.
         self.act1, self.act2, self.act3, self.act4 = (make_activation(activation) for _ in range(4))
 
@@ -66,10 +77,10 @@ class LeNet(nn.Module):
         return size  # 1 for the classic 32x32 input
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, 32, 32)
-        x = self.pool1(self.act1(self.conv1(x)))  # (B, 6, 14, 14)
-        x = self.pool2(self.act2(self.conv2(x)))  # (B, 16, 5, 5)
-        x = self.act3(self.conv3(x))  # (B, 120, 1, 1)
-        x = self.act4(self.fc1(x.flatten(1)))  # (B, 84)
+        x = self.pool1(self.act1(self.bn1(self.conv1(x))))  # (B, 6, 14, 14)
+        x = self.pool2(self.act2(self.bn2(self.conv2(x))))  # (B, 16, 5, 5)
+        x = self.act3(self.bn3(self.conv3(x)))  # (B, 120, 1, 1)
+        x = self.act4(self.bn4(self.fc1(x.flatten(1))))  # (B, 84)
         return self.fc2(x)  # (B, num_classes)
 
 
@@ -77,4 +88,5 @@ PRESETS = {
     "lenet5": dict(image_size=32),  # seed 004, images resized to 32x32
     "lenet5-28": dict(image_size=28, padding=2),  # same layers, MNIST's own 28x28
     "lenet-d2l": dict(image_size=28, padding=2, activation="sigmoid", pools=["avg", "avg"]),
+    "lenet-bn": dict(image_size=28, padding=2, activation="sigmoid", pools=["avg", "avg"], batch_norm=True),
 }

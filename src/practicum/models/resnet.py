@@ -11,6 +11,9 @@ Stems:
                 The seed's 7x7 conv keeps its bias (redundant before BN; torchvision drops it),
                 so this is torchvision's resnet18 plus 64 parameters.
 
+D2L's ResNet-18 (8.6) is the "imagenet" stem (without the 7x7 conv's bias) on 96x96 images:
+``resnet18-d2l``.
+
 ``width`` multiplies every channel count (0.25 gives 16, 32, 64, 128: ``resnet18-slim``).
 """
 
@@ -103,4 +106,5 @@ PRESETS = {
     "resnet18": dict(),  # small stem, for MNIST / CIFAR sizes (seed 000's ResNet-18 on MNIST)
     "resnet18-imagenet": dict(image_size=224, stem="imagenet"),  # seed 004: 224x224 input
     "resnet18-slim": dict(width=0.25),  # small stem, channels / 4, for the CPU
+    "resnet18-d2l": dict(image_size=96, stem="imagenet"),  # D2L 8.6: Fashion-MNIST resized to 96x96
 }
