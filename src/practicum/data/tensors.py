@@ -96,11 +96,17 @@ class Pipeline:
     mean: list[float] | None = None  # per channel, on the [0, 1] scale; None: no normalisation
     std: list[float] | None = None
     shift: int = 0  # max random translation in pixels (training only)
+    flip: bool = False  # random horizontal flip of half the images (training only)
     channels_last: bool = False
 
-    def __call__(self, x: torch.Tensor, train: bool, shifts: torch.Tensor | None = None) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, train: bool, shifts: torch.Tensor | None = None,
+                 flips: torch.Tensor | None = None) -> torch.Tensor:
         if train and self.shift:
             x = random_shift(x, self.shift, shifts=shifts)
+        if train and self.flip and flips is not None:  # flips: (B,) bool, drawn by the Loader
+            from practicum.data.augment import flip  # augment imports this module: import late
+
+            x = flip(x, flips)
         x = x.float().div_(255)  # (B, C, H, W) in [0, 1]
         if self.image_size and self.image_size != x.shape[-1]:
             x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear",
@@ -158,11 +164,15 @@ class Loader:
         if self.train and self.pipeline.shift:
             # Drawn for the whole global batch on every rank, so the stream does not depend on world.
             shifts = torch.randint(0, 2 * self.pipeline.shift + 1, (len(idx), 2), generator=self.generator)
+        flips = None
+        if self.train and self.pipeline.flip:
+            flips = torch.rand(len(idx), generator=self.generator) < 0.5
         if self.train and self.world > 1:
             lo, hi = len(idx) * self.rank // self.world, len(idx) * (self.rank + 1) // self.world
             idx = idx[lo:hi]
             shifts = shifts[lo:hi] if shifts is not None else None
-        x = self.pipeline(self.data.x[idx], train=self.train, shifts=shifts)
+            flips = flips[lo:hi] if flips is not None else None
+        x = self.pipeline(self.data.x[idx], train=self.train, shifts=shifts, flips=flips)
         return x.to(self.device, non_blocking=True), self.data.y[idx].to(self.device, non_blocking=True)
 
     def __iter__(self):

@@ -26,6 +26,7 @@ TASKS.register("style_transfer", "practicum.practicals.style")
 TASKS.register("gan_2d", "practicum.practicals.gan2d")
 TASKS.register("dcgan", "practicum.practicals.dcgan")
 TASKS.register("multilabel", "practicum.practicals.multilabel")
+TASKS.register("cifar10_kaggle", "practicum.practicals.cifar_kaggle")
 
 
 def task_module(name: str) -> ModuleType:

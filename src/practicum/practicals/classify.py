@@ -273,7 +273,7 @@ def init_from_run(model, cfg: Model, index) -> None:
                          f"{path.name} at {path} (model.init_weights = '{cfg.init_weights}')")
     state = checkpoint.load(path)["model"]
     head, own = head_name(model), model.state_dict()
-    in_head = lambda key: key.startswith(head + ".")  # noqa: E731
+    in_head = lambda key: key.startswith(head + ".")
     foreign = sorted(set(state) ^ set(own))
     mismatched = [k for k in state if k in own and state[k].shape != own[k].shape]
     if foreign or any(not in_head(k) for k in mismatched):
