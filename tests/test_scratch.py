@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from practicum.errors import PracticumError, UsageError
-from practicum.scratch import (ACTIVATIONS, LOSSES, SGD, Linear, ReLU, Sequential, l2_penalty, lr_at,
+from practicum.scratch import (ACTIVATIONS, LOSSES, SGD, Linear, ReLU, l2_penalty, lr_at,
                                mlp)
 
 F32 = dict(rtol=1e-5, atol=1e-6)  # float32 results vs torch: only the summation order differs

@@ -39,7 +39,6 @@ from practicum.config import (
     flatten,
     load_experiment,
     load_raw,
-    parse_override,
     parse_value,
     validate,
 )
