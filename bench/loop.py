@@ -36,7 +36,8 @@ from torch.utils.data import DataLoader, Dataset
 from practicum.data.tensors import Loader, Pipeline, TensorSet
 from practicum.data.vision import load_mnist
 from practicum.models import build_model
-from practicum.train.loop import FitConfig, Recorder, fit
+from practicum.train.loop import FitConfig, Recorder, evaluate, fit
+from practicum.train.optim import build_optimizer
 from practicum.train.tasks import classification
 
 MEAN, STD = 0.1307, 0.3081
@@ -66,8 +67,8 @@ class PeerMNIST(Dataset):
         return t, int(self.y[i])  # (1, 32, 32), label
 
 
-def peer_epoch(x, y, seed: int) -> tuple[float, float, float]:
-    """(seconds for one training epoch, seconds for its data alone, mean training loss)."""
+def peer_epoch(x, y, test, seed: int) -> tuple[float, float, float, float]:
+    """(seconds for one training epoch, for its data alone, for the test pass; test accuracy)."""
     torch.manual_seed(seed)
     model = build_model("lenet5", image_size=32)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -88,7 +89,14 @@ def peer_epoch(x, y, seed: int) -> tuple[float, float, float]:
         total += loss.item() * len(yb)
         correct += (logits.argmax(1) == yb).sum().item()
         n += len(yb)
-    return time.perf_counter() - t, data_seconds, total / n
+    train_seconds = time.perf_counter() - t
+    t = time.perf_counter()  # the test pass every seed's loop makes after each epoch
+    model.eval()
+    hits = 0
+    with torch.no_grad():
+        for xb, yb in DataLoader(PeerMNIST(*test), batch_size=64):
+            hits += (model(xb).argmax(1) == yb).sum().item()
+    return train_seconds, data_seconds, time.perf_counter() - t, hits / len(test[1])
 
 
 class BenchRun:
@@ -108,7 +116,7 @@ class BenchRun:
         return self.dir / "checkpoints" / name
 
 
-def practicum_epoch(x, y, seed: int, channels_last: bool) -> tuple[float, float, float]:
+def practicum_epoch(x, y, test, seed: int, channels_last: bool) -> tuple[float, float, float, float]:
     torch.manual_seed(seed)
     data = TensorSet.from_arrays(x, y, [str(i) for i in range(10)])
     pipe = Pipeline(image_size=32, mean=[MEAN], std=[STD], channels_last=channels_last)
@@ -122,13 +130,16 @@ def practicum_epoch(x, y, seed: int, channels_last: bool) -> tuple[float, float,
     model = build_model("lenet5", image_size=32)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    opt = build_optimizer("adam", model.parameters(), lr=1e-3)  # practicum's registry: fused on CPU
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
     with tempfile.TemporaryDirectory() as tmp:
         run = BenchRun(Path(tmp))
         state = fit(model, opt, sched, classification(10), loader, {}, FitConfig(epochs=1, progress=False),
                     run, Recorder(run, tensorboard=False))
-    return state.epoch_seconds[0], data_seconds, state.last_train["loss"]
+    t = time.perf_counter()  # the loop's evaluation, at classify's eval_batch_size
+    test_set = TensorSet.from_arrays(*test, [str(i) for i in range(10)])
+    results = evaluate(model, Loader(test_set, 1000, pipe, train=False), classification(10))
+    return state.epoch_seconds[0], data_seconds, time.perf_counter() - t, float(results["accuracy"])
 
 
 def data_float_once(x, seed: int) -> float:
@@ -158,25 +169,29 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     d = load_mnist("mnist")
     x, y = d.train_x[: args.train_limit], d.train_y[: args.train_limit]
+    test = (d.test_x, d.test_y)
     scale = EPOCH / len(y)
     print(f"LeNet-5 32x32, Adam 1e-3, batch 64, {torch.get_num_threads()} thread(s); {args.rounds} rounds of "
-          f"{len(y):,} images per loop, alternating, scaled to a 60,000-image epoch (medians)")
+          f"{len(y):,} training images per loop, alternating, scaled to a 60,000-image epoch, then the "
+          f"10,000 test images (medians)")
     peer, ours = [], []
     for _ in range(args.rounds):  # alternate, so a slow spell of a shared machine hits both loops
-        peer.append(peer_epoch(x, y, args.seed))
-        ours.append(practicum_epoch(x, y, args.seed, channels_last=not args.no_channels_last))
-    (p_s, p_data, p_loss), (o_s, o_data, o_loss) = (
+        peer.append(peer_epoch(x, y, test, args.seed))
+        ours.append(practicum_epoch(x, y, test, args.seed, channels_last=not args.no_channels_last))
+    (p_s, p_data, p_test, p_acc), (o_s, o_data, o_test, o_acc) = (
         [float(np.median(col)) for col in zip(*runs)] for runs in (peer, ours))
     width = 52
-    print(f"{'peer (DataLoader + per-sample transforms)':<{width}} {p_s * scale:7.1f} s/epoch  "
-          f"(data alone {p_data * scale:5.1f} s; rounds: {', '.join(f'{r[0] * scale:.1f}' for r in peer)})")
     cl = "" if args.no_channels_last else ", channels_last"
-    print(f"{'practicum (tensors + index slices' + cl + ')':<{width}} {o_s * scale:7.1f} s/epoch  "
-          f"(data alone {o_data * scale:5.1f} s; rounds: {', '.join(f'{r[0] * scale:.1f}' for r in ours)})")
-    print(f"speed-up: {p_s / o_s:.2f}x")
+    for name, s, data, test_s, acc, runs in (
+            ("peer (DataLoader + per-sample transforms)", p_s, p_data, p_test, p_acc, peer),
+            ("practicum (tensors + index slices" + cl + ")", o_s, o_data, o_test, o_acc, ours)):
+        print(f"{name:<{width}} {s * scale:6.1f} s/epoch train (data alone {data * scale:4.1f} s; rounds: "
+              f"{', '.join(f'{r[0] * scale:.1f}' for r in runs)}) + {test_s:4.2f} s test pass (acc {acc:.3f})")
+    print(f"speed-up, training epoch: {p_s / o_s:.2f}x")
+    print(f"speed-up, epoch + test pass (as the seeds' loops run): "
+          f"{(p_s * scale + p_test) / (o_s * scale + o_test):.2f}x")
     print(f"(practicum's data alone with the whole set made float once, instead of per batch: "
           f"{data_float_once(x, args.seed) * scale:.1f} s/epoch)")
-
 
 if __name__ == "__main__":
     main()

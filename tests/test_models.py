@@ -310,3 +310,22 @@ def test_vit_scale_switch_changes_the_output_for_the_same_weights():
     with torch.no_grad():
         assert not torch.allclose(scaled(x), unscaled(x))
     assert scaled.pos_embed.shape == (1, 1 + 16, 128)  # class token + (28/7)^2 patches
+
+
+def test_lenet_c5_as_a_matrix_product_equals_the_conv():
+    """C5 over the classic 5x5 map is computed as Linear(400, 120) with the conv's own weights."""
+    c5 = build_model("lenet5").conv3
+    h = torch.randn(8, 16, 5, 5)
+    assert torch.allclose(c5(h), F.conv2d(h, c5.weight, c5.bias), atol=1e-5)
+    h = torch.randn(2, 16, 9, 9)  # a larger input: a real convolution
+    assert torch.equal(c5(h), F.conv2d(h, c5.weight, c5.bias)) and c5(h).shape == (2, 120, 5, 5)
+
+
+def test_adam_and_sgd_use_torchs_fused_kernels_on_cpu():
+    from practicum.train.optim import build_optimizer
+
+    model = build_model("lenet5")
+    assert build_optimizer("adam", model.parameters(), 1e-3).defaults["fused"] is True
+    groups = [{"params": iter([model.fc2.weight])}, {"params": [model.fc2.bias], "lr": 0.1}]
+    opt = build_optimizer("sgd", groups, 0.01, momentum=0.9)
+    assert opt.defaults["fused"] is True and [len(g["params"]) for g in opt.param_groups] == [1, 1]

@@ -28,24 +28,45 @@ from practicum.registry import Registry
 OPTIMIZERS: Registry[Callable[..., torch.optim.Optimizer]] = Registry("optimizer")
 
 
+def _fusable(params: list) -> bool | None:
+    """torch's fused kernels (one kernel for every parameter's update) where torch has them, on
+    CPU and CUDA: 4 % of a LeNet step on this CPU (bench/loop.py). Other devices keep torch's default."""
+    tensors = []
+    for p in params:
+        if isinstance(p, dict):  # a parameter group: its params may be a one-shot generator
+            p["params"] = list(p["params"])
+            tensors += p["params"]
+        else:
+            tensors.append(p)
+    fusable = tensors and all(t.device.type in ("cpu", "cuda") and t.is_floating_point() for t in tensors)
+    return True if fusable else None
+
+
 @OPTIMIZERS.register("sgd")
 def _sgd(params, lr, momentum=0.0, nesterov=False, weight_decay=0.0, **_):
-    return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
+    params = list(params)
+    return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
+                           fused=_fusable(params))
 
 
 @OPTIMIZERS.register("adam")
 def _adam(params, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, **_):
-    return torch.optim.Adam(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
+    params = list(params)
+    return torch.optim.Adam(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
+                            fused=_fusable(params))
 
 
 @OPTIMIZERS.register("adamw")
 def _adamw(params, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, **_):
-    return torch.optim.AdamW(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
+    params = list(params)
+    return torch.optim.AdamW(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
+                             fused=_fusable(params))
 
 
 @OPTIMIZERS.register("adagrad")
 def _adagrad(params, lr, eps=1e-10, weight_decay=0.0, **_):
-    return torch.optim.Adagrad(params, lr=lr, eps=eps, weight_decay=weight_decay)
+    params = list(params)
+    return torch.optim.Adagrad(params, lr=lr, eps=eps, weight_decay=weight_decay, fused=_fusable(params))
 
 
 @OPTIMIZERS.register("adadelta")
