@@ -217,9 +217,9 @@ def _run(cfg: Config, run: Run) -> dict:
         if first is None:
             first = {k: float(v.detach()) for k, v in parts.items()}
         if step % cfg.record.log_every == 0 or step == cfg.optim.steps:
-            run.log({"loss": float(parts["total"])}, split="total", step=step)
+            run.log({"loss": float(parts["total"].detach())}, split="total", step=step)
             for k in ("content", "style", "tv"):
-                run.log({"loss": float(parts[k])}, split=k, step=step)
+                run.log({"loss": float(parts[k].detach())}, split=k, step=step)
         if step % cfg.record.gif_every == 0 or step == cfg.optim.steps:
             frames.append(torch.from_numpy(to_image(x)))
             frame_steps.append(step)
