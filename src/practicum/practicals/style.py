@@ -236,7 +236,7 @@ def _run(cfg: Config, run: Run) -> dict:
                         "metrics_position": run.metrics_position()}, buf)
             fileio.write_bytes(run.checkpoint_path("last.pt"), buf.getvalue())
 
-    final = {k: float(v) for k, v in parts.items()}
+    final = {k: float(v.detach()) for k, v in parts.items()}
     result = to_image(x)
     fileio.save_npz(run.artifact_path("images.npz"), content=content_img, style=style_img, result=result,
                     frames=torch.stack(frames).numpy(), frame_steps=np.array(frame_steps))
