@@ -61,3 +61,17 @@ def save_npz(path, **arrays) -> None:
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     write_bytes(path, buf.getvalue())
+
+
+def write_gif(path, frames: list, frame_ms: int, hold_ms: int = 1500) -> None:
+    """A looping animated GIF of ``frames`` (PIL images or (H, W[, 3]) uint8 arrays), the last
+    frame held ``hold_ms``, written atomically."""
+    import io
+
+    from PIL import Image
+
+    images = [f if isinstance(f, Image.Image) else Image.fromarray(f) for f in frames]
+    buf = io.BytesIO()
+    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], loop=0, optimize=False,
+                   duration=[frame_ms] * (len(images) - 1) + [hold_ms])
+    write_bytes(path, buf.getvalue())

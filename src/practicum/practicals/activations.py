@@ -294,15 +294,6 @@ def render_frame(prob: np.ndarray, canvas: Canvas, points, title: list[str], pro
     return frame
 
 
-def write_gif(path, frames: list, frame_ms: int) -> None:
-    """An animated GIF of ``frames`` (PIL images), looping, written atomically."""
-    buf = io.BytesIO()
-    durations = [frame_ms] * (len(frames) - 1) + [1500]  # hold the final boundary
-    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=durations,
-                   loop=0, optimize=False)
-    fileio.write_bytes(path, buf.getvalue())
-
-
 # -- training ---------------------------------------------------------------------------------
 
 
@@ -362,7 +353,7 @@ def train_one(name: str, cfg: Config, data: dict, canvas: Canvas, points, run: R
             frames.append(render_frame(prob, canvas, points, [
                 f"{name}   DIVERGED at step {diverged_at}", "loss is NaN/inf: stopped"],
                 progress=(len(frames) + 1) / n_frames))
-    write_gif(run.figure_path(f"boundary_{name}.gif"), frames, cfg.animation.frame_ms)
+    fileio.write_gif(run.figure_path(f"boundary_{name}.gif"), frames, cfg.animation.frame_ms)
 
     if diverged_at is None:
         with torch.no_grad():

@@ -35,9 +35,9 @@ from torch import Tensor, nn
 
 from practicum import fileio
 from practicum.config import Experiment, Section
-from practicum.practicals.gan2d import write_gif
 from practicum.practicals.threads import torch_threads
 from practicum.runs import Run
+from practicum.train import checkpoint
 
 
 class Data(Section):
@@ -155,9 +155,7 @@ def judge_score(judge, x: Tensor) -> dict:
 
 
 def save_checkpoint(run: Run, state: dict) -> None:
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    fileio.write_bytes(run.checkpoint_path("last.pt"), buf.getvalue())
+    checkpoint.save(run.checkpoint_path("last.pt"), state)
 
 
 def run(cfg: Config, run: Run) -> dict:
@@ -187,7 +185,7 @@ def _run(cfg: Config, run: Run) -> dict:
 
     start, frames, history = 0, [], {"epoch_seconds": []}
     if run.resumed and run.checkpoint_path("last.pt").exists():
-        s = torch.load(run.checkpoint_path("last.pt"), weights_only=True)
+        s = checkpoint.load(run.checkpoint_path("last.pt"))
         net_g.load_state_dict(s["g"])
         net_d.load_state_dict(s["d"])
         opt_g.load_state_dict(s["opt_g"])
@@ -243,12 +241,11 @@ def _run(cfg: Config, run: Run) -> dict:
                               "metrics_position": run.metrics_position()})
 
     final = sample(net_g, fixed_z)  # (64, 1, 28, 28)
-    buf = io.BytesIO()
-    torch.save({"generator": net_g.state_dict(), "discriminator": net_d.state_dict()}, buf)
-    fileio.write_bytes(run.artifact_path("weights.pt"), buf.getvalue())
+    checkpoint.save(run.artifact_path("weights.pt"), {"generator": net_g.state_dict(),
+                                                      "discriminator": net_d.state_dict()})
     fileio.save_npz(run.artifact_path("samples.npz"), fixed_z=fixed_z.numpy(), final=final.numpy(),
                     frames=torch.stack(frames).numpy())
-    write_gif(run.figure_path("samples.gif"), [f.numpy() for f in frames], 200)
+    fileio.write_gif(run.figure_path("samples.gif"), [f.numpy() for f in frames], 200)
 
     judge = train_judge(real[: cfg.judge.train_images], labels[: cfg.judge.train_images], cfg.judge, cfg.seed)
     with torch.no_grad():

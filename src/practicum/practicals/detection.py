@@ -30,7 +30,6 @@ Resume: a checkpoint at every epoch end (weights, optimizer, RNG, metrics offset
 
 from __future__ import annotations
 
-import io
 import math
 import time
 from typing import Literal
@@ -48,6 +47,7 @@ from practicum.detection.voc import FRUIT_CLASSES, boxes_and_labels, image_size,
 from practicum.errors import PracticumError
 from practicum.practicals.threads import torch_threads
 from practicum.runs import Run
+from practicum.train import checkpoint
 
 
 class Data(Section):
@@ -241,16 +241,14 @@ def evaluate(model, images, labels, cfg: Config) -> dict:
 
 
 def save_checkpoint(run: Run, model, opt, sched, gen, epoch: int, history: dict) -> None:
-    buf = io.BytesIO()
-    torch.save({"model": model.state_dict(), "optim": opt.state_dict(), "sched": sched.state_dict(),
-                "gen": gen.get_state(),
-                "torch_rng": torch.get_rng_state(), "epoch": epoch, "history": history,
-                "metrics_position": run.metrics_position()}, buf)
-    fileio.write_bytes(run.checkpoint_path("last.pt"), buf.getvalue())
+    checkpoint.save(run.checkpoint_path("last.pt"), {
+        "model": model.state_dict(), "optim": opt.state_dict(), "sched": sched.state_dict(),
+        "gen": gen.get_state(), "torch_rng": torch.get_rng_state(), "epoch": epoch, "history": history,
+        "metrics_position": run.metrics_position()})
 
 
 def load_checkpoint(run: Run, model, opt, sched, gen) -> tuple[int, dict]:
-    state = torch.load(run.checkpoint_path("last.pt"), weights_only=True)
+    state = checkpoint.load(run.checkpoint_path("last.pt"))
     model.load_state_dict(state["model"])
     opt.load_state_dict(state["optim"])
     sched.load_state_dict(state["sched"])
@@ -318,9 +316,7 @@ def _run(cfg: Config, run: Run) -> dict:
                     split="test", step=step, epoch=epoch + 1)
         save_checkpoint(run, model, opt, sched, gen, epoch, history)
 
-    buf = io.BytesIO()
-    torch.save(model.state_dict(), buf)
-    fileio.write_bytes(run.artifact_path("weights.pt"), buf.getvalue())
+    checkpoint.save(run.artifact_path("weights.pt"), model.state_dict())
 
     result = evaluate(model, xte, yte, cfg)
     gts = [lb[lb[:, 0] >= 0] for lb in yte]

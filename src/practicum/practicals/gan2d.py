@@ -17,7 +17,6 @@ noise) and drawn as a grid of per-epoch scatter plots and a GIF.
 
 from __future__ import annotations
 
-import io
 import math
 
 import numpy as np
@@ -29,6 +28,7 @@ from practicum import fileio
 from practicum.config import Experiment, Section
 from practicum.practicals.threads import torch_threads
 from practicum.runs import Run
+from practicum.train import checkpoint
 
 
 class Data(Section):
@@ -130,9 +130,8 @@ def _run(cfg: Config, run: Run) -> dict:
     true_cov = (A.T @ A).numpy()
     fileio.save_npz(run.artifact_path("samples.npz"), real=data.numpy(), snapshots=np.stack(snapshots),
                     fixed_z=fixed_z.numpy(), frechet=np.array(frechet))
-    buf = io.BytesIO()
-    torch.save({"generator": net_g.state_dict(), "discriminator": net_d.state_dict()}, buf)
-    fileio.write_bytes(run.artifact_path("weights.pt"), buf.getvalue())
+    checkpoint.save(run.artifact_path("weights.pt"), {"generator": net_g.state_dict(),
+                                                      "discriminator": net_d.state_dict()})
     fileio.write_json(run.dir / "tables" / "distribution.json", {
         "columns": ["statistic", "true", "generator"],
         "rows": [["mean x1", float(b[0]), round(float(mu_g[0]), 4)],
@@ -201,15 +200,4 @@ def samples_gif(npz, path) -> None:
         fig.canvas.draw()
         frames.append(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy())
         plt.close(fig)
-    write_gif(path, frames, 300)
-
-
-def write_gif(path, frames: list[np.ndarray], frame_ms: int) -> None:
-    """A looping GIF of (H, W, 3) uint8 frames, the last held 1.5 s, written atomically."""
-    from PIL import Image
-
-    images = [Image.fromarray(f) for f in frames]
-    buf = io.BytesIO()
-    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], loop=0,
-                   duration=[frame_ms] * (len(images) - 1) + [1500])
-    fileio.write_bytes(path, buf.getvalue())
+    fileio.write_gif(path, frames, 300)

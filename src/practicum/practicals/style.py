@@ -41,6 +41,7 @@ from practicum.config import Experiment, Section
 from practicum.errors import UsageError
 from practicum.practicals.threads import torch_threads
 from practicum.runs import Run
+from practicum.train import checkpoint
 
 MEAN = torch.tensor([0.485, 0.456, 0.406]).reshape(1, 3, 1, 1)  # D2L's (ImageNet) normalisation
 STD = torch.tensor([0.229, 0.224, 0.225]).reshape(1, 3, 1, 1)
@@ -201,7 +202,7 @@ def _run(cfg: Config, run: Run) -> dict:
     sched = torch.optim.lr_scheduler.StepLR(opt, cfg.optim.decay_every, cfg.optim.decay)
     start, first, frames, frame_steps = 0, None, [], []
     if run.resumed and run.checkpoint_path("last.pt").exists():
-        state = torch.load(run.checkpoint_path("last.pt"), weights_only=True)
+        state = checkpoint.load(run.checkpoint_path("last.pt"))
         with torch.no_grad():
             x.copy_(state["x"])
         opt.load_state_dict(state["optim"])
@@ -230,11 +231,10 @@ def _run(cfg: Config, run: Run) -> dict:
         opt.step()
         sched.step()
         if (step + 1) % cfg.record.checkpoint_every == 0:
-            buf = io.BytesIO()
-            torch.save({"x": x.detach(), "optim": opt.state_dict(), "sched": sched.state_dict(),
-                        "step": step + 1, "first": first, "frames": torch.stack(frames), "frame_steps": frame_steps,
-                        "metrics_position": run.metrics_position()}, buf)
-            fileio.write_bytes(run.checkpoint_path("last.pt"), buf.getvalue())
+            checkpoint.save(run.checkpoint_path("last.pt"), {
+                "x": x.detach(), "optim": opt.state_dict(), "sched": sched.state_dict(), "step": step + 1,
+                "first": first, "frames": torch.stack(frames), "frame_steps": frame_steps,
+                "metrics_position": run.metrics_position()})
 
     final = {k: float(v.detach()) for k, v in parts.items()}
     result = to_image(x)
@@ -314,7 +314,4 @@ def progress_gif(npz, path) -> None:
         im = Image.fromarray(f)
         ImageDraw.Draw(im).text((3, 2), f"step {int(step)}", fill=(255, 255, 255))
         images.append(im)
-    buf = io.BytesIO()
-    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], loop=0,
-                   duration=[150] * (len(images) - 1) + [1500])
-    fileio.write_bytes(path, buf.getvalue())
+    fileio.write_gif(path, images, 150)

@@ -1,13 +1,12 @@
 """Small helpers the text practicals share: torch checkpoints, report tables, RNG state, optimizers.
 
-Checkpoints are ``torch.save`` into memory, then one atomic write; loads are ``weights_only``.
+Checkpoints go through train/checkpoint.py (atomic writes, ``weights_only`` loads).
 A checkpoint's ``meta`` is a JSON string (RNG states, metrics-file offset, history), so nothing in
 it needs pickle.
 """
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
@@ -17,20 +16,19 @@ import torch
 from practicum import fileio
 from practicum.errors import UsageError
 from practicum.runs import Run
+from practicum.train import checkpoint as ckpt
 
 
 def save_state(path: Path, meta: dict, **tensors) -> None:
     """``tensors``: state dicts or tensors; ``meta``: anything JSON can hold."""
-    buf = io.BytesIO()
-    torch.save({"meta": json.dumps(meta), **tensors}, buf)
-    fileio.write_bytes(path, buf.getvalue())
+    ckpt.save(path, {"meta": json.dumps(meta), **tensors})
 
 
 def load_state(path: Path) -> tuple[dict, dict] | None:
     """(meta, tensors) of a checkpoint, or None when there is none."""
     if not Path(path).exists():
         return None
-    state = torch.load(path, weights_only=True, map_location="cpu")
+    state = ckpt.load(path)
     return json.loads(state.pop("meta")), state
 
 
