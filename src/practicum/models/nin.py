@@ -10,8 +10,10 @@ A NiN block is a conv then two 1x1 convs (per-pixel MLPs), each followed by ReLU
     (1,992,166 parameters for 1 channel, 10 classes)
 
 The last block outputs one channel per class and the global average pool turns each map into
-a logit. The CPU preset ``nin-slim`` uses a 3x3 stride-1 stem for 28x28 (28 -> 13 -> 6 -> 2)
-and widths / 4.
+a logit. The CPU preset ``nin-slim`` uses a 3x3 stride-1 stem for 28x28, widths / 4 and padded
+pools (28 -> 14 -> 7 -> 4): unpadded, the class maps are 2x2 (28 -> 13 -> 6 -> 2), and with only
+four positions a class map easily dies under its ReLU -- that class is then never predicted
+(measured: Pullover, 0 of 1,000, after 10 epochs; test accuracy 0.817).
 """
 
 from __future__ import annotations
@@ -22,11 +24,13 @@ from torch import nn
 from practicum.models.layers import make_activation, xavier_init
 
 
-def nin_block(c_in: int, c_out: int, kernel: int, stride: int, padding: int, activation: str) -> nn.Sequential:
+def nin_block(
+    c_in: int, c_out: int, kernel: int, stride: int, padding: int, activation: str, last_activation: bool = True
+) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=padding), make_activation(activation),
         nn.Conv2d(c_out, c_out, kernel_size=1), make_activation(activation),
-        nn.Conv2d(c_out, c_out, kernel_size=1), make_activation(activation),
+        nn.Conv2d(c_out, c_out, kernel_size=1), make_activation(activation) if last_activation else nn.Identity(),
     )
 
 
@@ -42,18 +46,20 @@ class NiN(nn.Module):
         width_div: int = 1,
         dropout: float = 0.5,
         activation: str = "relu",
+        pool_padding: int = 0,  # 1 keeps small inputs from shrinking to 2x2 class maps
+        class_map_activation: bool = True,  # D2L's ReLU on the class maps; a dead map is a class never predicted
     ):
         super().__init__()
         c1, c2, c3 = (max(1, c // width_div) for c in (96, 256, 384))
         self.features = nn.Sequential(
             nin_block(in_channels, c1, *stem, activation),
-            nn.MaxPool2d(3, stride=2),
+            nn.MaxPool2d(3, stride=2, padding=pool_padding),
             nin_block(c1, c2, 5, 1, 2, activation),
-            nn.MaxPool2d(3, stride=2),
+            nn.MaxPool2d(3, stride=2, padding=pool_padding),
             nin_block(c2, c3, 3, 1, 1, activation),
-            nn.MaxPool2d(3, stride=2),
+            nn.MaxPool2d(3, stride=2, padding=pool_padding),
             nn.Dropout(dropout),
-            nin_block(c3, num_classes, 3, 1, 1, activation),  # D2L keeps the ReLU on the logit maps
+            nin_block(c3, num_classes, 3, 1, 1, activation, last_activation=class_map_activation),
         )
         self.pool = nn.AdaptiveAvgPool2d(1)
 
@@ -66,5 +72,5 @@ class NiN(nn.Module):
 
 PRESETS = {
     "nin": dict(image_size=224),  # D2L's NiN, Fashion-MNIST resized to 224x224
-    "nin-slim": dict(image_size=28, stem=(3, 1, 1), width_div=4),  # for the CPU
+    "nin-slim": dict(image_size=28, stem=(3, 1, 1), width_div=4, pool_padding=1),  # for the CPU
 }
