@@ -103,6 +103,15 @@ def fake_trial(index, cfg, summary, curve):
     return run
 
 
+def test_table_cells_show_no_spread_they_do_not_have():
+    from practicum.report.study import fmt_mean_std
+
+    assert fmt_mean_std([0.873]) == "0.8730"  # one seed: no "± 0.0000" pretending a spread
+    assert fmt_mean_std([62158.0, 62158.0]) == "62,158"  # a parameter count is a count
+    assert fmt_mean_std([0.5, float("nan"), 0.7]) == "0.6000 ± 0.1414"  # NaN ignored, n = 2
+    assert fmt_mean_std([float("nan")]) == "—"
+
+
 def test_study_report_has_right_mean_std_and_escapes_html(home):
     from practicum.report.study import write_study_report
     from practicum.sweep import plan, save_study_record

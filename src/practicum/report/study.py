@@ -25,9 +25,14 @@ def mean_std(values: list[float]) -> tuple[float, float, int]:
 
 
 def fmt_mean_std(values: list[float]) -> str:
+    """``mean ± std``; one value has no spread to show, and a count (parameters) stays a count."""
     m, s, n = mean_std(values)
     if n == 0:
         return "—"
+    if s == 0 and m == int(m) and abs(m) >= 1000:
+        return f"{int(m):,}"
+    if n == 1:
+        return f"{m:.4f}"
     return f"{m:.4f} ± {s:.4f}"
 
 
