@@ -43,6 +43,25 @@ def test_claim_new_then_finished_then_force(home, cfg):
     assert forced.action == "new" and forced.record.id != run.id
 
 
+def test_a_changed_model_preset_is_a_new_experiment(home, monkeypatch):
+    """The file names a preset; the table behind the name is part of the identity, so a finished
+    run made with the old definition is not reported as the result of the new one."""
+    from practicum.models import MODELS
+
+    lenet = load_experiment("mnist-lenet", quick=True)
+    assert lenet.identity()["model"]["(resolved)"]["class"] == "practicum.models.lenet.LeNet"
+    index = Index(home)
+    claim = index.claim(lenet)
+    Run(index, claim.record, lenet, claim.lock_fd, resumed=False).finish({"test/accuracy": 0.9})
+    assert index.claim(lenet).action == "finished"
+    before = lenet.config_hash()
+    preset = MODELS[lenet.model.name]
+    monkeypatch.setattr(preset, "defaults", {**preset.defaults, "activation": "tanh"})
+    assert lenet.config_hash() != before
+    assert index.claim(lenet).action == "new"
+    assert "(resolved)" not in load_experiment("numpy-halfmoon").identity()["model"]  # nothing behind its names
+
+
 def test_dead_process_is_interrupted_and_resumed(home, cfg):
     """A child claims a run and dies by SIGKILL: its row turns 'interrupted' and the next claim resumes it."""
     code = (

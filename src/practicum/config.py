@@ -33,6 +33,11 @@ class Section(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
+    def resolved(self) -> dict:
+        """What a name in this section stands for outside the file (e.g. a model preset's table):
+        part of a run's identity, so changing the definition behind a name is a new experiment."""
+        return {}
+
 
 class Expect(Section):
     """The band a catalog entry promises, checked by the tests (slow ones run the full entry)."""
@@ -60,7 +65,12 @@ class Experiment(Section):
     _meta_fields = {"description", "seed_report", "expect", "quick"}
 
     def identity(self) -> dict:
-        return self.model_dump(mode="json", exclude=self._meta_fields)
+        ident = self.model_dump(mode="json", exclude=self._meta_fields)
+        for key in ident:
+            section = getattr(self, key)
+            if isinstance(section, Section) and (resolved := section.resolved()):
+                ident[key]["(resolved)"] = resolved
+        return ident
 
     def config_hash(self) -> str:
         """A trial's identity: hash of the resolved config, seed included."""

@@ -46,6 +46,14 @@ class Model(Section):
                            "counts differ)")
     freeze_body: bool = Field(False, description="train the head only (the rest keeps its weights)")
 
+    def resolved(self) -> dict:
+        from practicum.models import MODELS  # imports torch: only when an identity is asked for
+
+        if self.name not in MODELS:
+            return {}  # build_model names the valid presets when the run starts
+        preset = MODELS[self.name]
+        return {"class": f"{preset.cls.__module__}.{preset.cls.__qualname__}", "preset": preset.defaults}
+
 
 class Schedule(Section):
     name: str = Field("constant", description="constant | step | cosine | onecycle")
