@@ -64,8 +64,16 @@ class Experiment(Section):
     # Fields that describe an entry but do not change what it computes: left out of its identity.
     _meta_fields = {"description", "seed_report", "expect", "quick"}
 
+    def settings(self) -> dict:
+        """The fields that change what a run computes: the file without its meta fields."""
+        return self.model_dump(mode="json", exclude=self._meta_fields)
+
+    def hparams(self) -> dict[str, Any]:
+        """The settings as flat, non-empty ``section.key`` values: a run's TensorBoard HParams."""
+        return {k: v for k, v in flatten(self.settings()).items() if v is not None}
+
     def identity(self) -> dict:
-        ident = self.model_dump(mode="json", exclude=self._meta_fields)
+        ident = self.settings()
         for key in ident:
             section = getattr(self, key)
             if isinstance(section, Section) and (resolved := section.resolved()):

@@ -19,7 +19,7 @@ import numpy as np
 from pydantic import Field
 
 from practicum import fileio
-from practicum.config import Experiment, Section, flatten
+from practicum.config import Experiment, Section
 from practicum.errors import UsageError
 
 
@@ -234,7 +234,7 @@ def fit_classifier(cfg: Config, run, train_set, val_set, test_set, extra_outputs
             checkpoint.save(run.artifact_path("model.pt"), {"model": model.state_dict()})
         if extra_outputs is not None:
             extra_outputs(model, eval_pipe)
-        rec.finish({k: v for k, v in flatten(cfg.identity()).items() if v is not None}, summary)
+        rec.finish(cfg.hparams(), summary)
     return summary
 
 

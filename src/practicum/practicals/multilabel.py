@@ -28,7 +28,7 @@ import numpy as np
 from pydantic import Field
 
 from practicum import fileio
-from practicum.config import Experiment, Section, flatten
+from practicum.config import Experiment, Section
 from practicum.errors import UsageError
 from practicum.practicals.classify import Model, Optim
 from practicum.practicals.classify import Train as ClassifyTrain
@@ -224,7 +224,7 @@ def run(cfg: Config, run) -> dict:
         summary["best/" + t.best_metric] = state.best
         summary["best/step"] = float(state.best_step)
     save_outputs(run, cfg, model, classes, results, test_names, summary)
-    rec.finish({k: v for k, v in flatten(cfg.identity()).items() if v is not None}, summary)
+    rec.finish(cfg.hparams(), summary)
     return summary
 
 
