@@ -99,16 +99,22 @@ def test_head_is_the_last_layer(name, module):
     assert head_name(build_model(name)) == module
 
 
-def test_frozen_finetune_changes_only_the_head(source, cli):
-    """The finetune-frozen entry through the CLI (on a LeNet source, for speed): the body's
-    parameters leave the run exactly as they came, the head trains."""
-    record, weights = source
-    code, _, err = cli("run", "finetune-frozen", "--quick", "--no-report", "-o", 'model.name="lenet-bn"',
-                       "-o", f'model.init_from="{record["id"]}"')
+def finetune(cli, entry: str, source_id: str) -> tuple[dict, dict]:
+    """Run a finetune entry's quick form from the source run (a LeNet, for speed) through the CLI:
+    its run record and its final weights."""
+    code, _, err = cli("run", entry, "--quick", "--no-report", "-o", 'model.name="lenet-bn"',
+                       "-o", f'model.init_from="{source_id}"')
     assert code == 0, err
     runs = {r["experiment"]: r for r in json.loads(cli("runs", "--json")[1])}
-    tuned = runs["finetune-frozen"]
-    after = torch.load(Path(tuned["dir"]) / "model.pt", weights_only=True)["model"]
+    tuned = runs[entry]
+    return tuned, torch.load(Path(tuned["dir"]) / "model.pt", weights_only=True)["model"]
+
+
+def test_frozen_finetune_changes_only_the_head(source, cli):
+    """The finetune-frozen entry: the body's parameters leave the run exactly as they came, the
+    head trains."""
+    record, weights = source
+    tuned, after = finetune(cli, "finetune-frozen", record["id"])
     model = build_model("lenet-bn")
     for name, _ in model.named_parameters():
         same = torch.equal(after[name], weights[name])
@@ -119,12 +125,7 @@ def test_frozen_finetune_changes_only_the_head(source, cli):
 
 def test_full_finetune_with_a_faster_head(source, cli):
     record, weights = source
-    code, _, err = cli("run", "finetune-full", "--quick", "--no-report", "-o", 'model.name="lenet-bn"',
-                       "-o", f'model.init_from="{record["id"]}"')
-    assert code == 0, err
-    runs = {r["experiment"]: r for r in json.loads(cli("runs", "--json")[1])}
-    tuned = runs["finetune-full"]
-    after = torch.load(Path(tuned["dir"]) / "model.pt", weights_only=True)["model"]
+    tuned, after = finetune(cli, "finetune-full", record["id"])
     assert not torch.equal(after["conv1.weight"], weights["conv1.weight"])  # the body trains too
     assert tuned["summary"]["test/accuracy"] >= load_experiment("finetune-full").expect.quick_min
     cfg = load_experiment("finetune-full")
