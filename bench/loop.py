@@ -38,7 +38,7 @@ from practicum.data.vision import load_mnist
 from practicum.models import build_model
 from practicum.train.loop import FitConfig, Recorder, evaluate, fit
 from practicum.train.optim import build_optimizer
-from practicum.train.tasks import classification
+from practicum.train.objective import classification
 
 MEAN, STD = 0.1307, 0.3081
 EPOCH = 60_000
@@ -103,7 +103,8 @@ class BenchRun:
     """The few things fit() asks of a run, in a temporary directory (no index, no metrics file)."""
 
     def __init__(self, root: Path):
-        self.dir, self.resumed = root, False
+        self.dir, self.resumed, self.scope_start = root, False, 0
+        self.tb_dir = root / "tb"
 
     def log(self, *args, **kwargs):
         pass

@@ -3,7 +3,7 @@
 import torch
 
 from practicum.data import augment as A
-from practicum.data.tensors import TensorSet
+from practicum.data.tensors import AugmentLoader, TensorSet
 
 
 def ramp(B=2, C=3, H=4, W=4):
@@ -109,7 +109,7 @@ def test_augment_loader_batches_through_the_chain():
         return x * 2, y.float() / 2
 
     g = torch.Generator().manual_seed(0)
-    loader = A.AugmentLoader(data, 2, chain, generator=g)
+    loader = AugmentLoader(data, 2, chain, generator=g)
     assert loader.steps_per_epoch == 3
     xb, yb = loader.batch(loader.order(), 2)
     assert xb.shape == (1, 3, 4, 4) and torch.allclose(xb, torch.full_like(xb, 2.0)) and yb.max() <= 0.5

@@ -48,7 +48,7 @@ def test_literal_field_lists_the_choices(tmp_path):
 
 
 def test_unknown_task_and_bad_toml(tmp_path):
-    with pytest.raises(UsageError, match=r"key 'task'.*unknown task 'numpy_clasify'.*numpy_classify"):
+    with pytest.raises(UsageError, match=r"key 'task'.*unknown task 'numpy_clasify'.*numpy_mlp"):
         load_experiment(str(write(tmp_path, GOOD.replace("numpy_classify", "numpy_clasify"))))
     with pytest.raises(UsageError, match="not valid TOML"):
         load_experiment(str(write(tmp_path, "name = ", "bad.toml")))

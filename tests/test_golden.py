@@ -25,7 +25,7 @@ CLASSIFY = [
     "optim.name=sgd", "optim.lr=0.05", "optim.momentum=0.9", "optim.nesterov=true", "optim.batch_size=32",
     "optim.grad_clip=1.0", "optim.schedule={ name = 'cosine', warmup_epochs = 0.5 }",
     "train.epochs=2", "train.label_smoothing=0.1", "train.log_steps=4", "train.eval_steps=6",
-    "train.threads=1", "train.tensorboard=false", "train.best_metric='val/accuracy'",
+    "train.threads=1", "train.tensorboard=false",
 ]
 MULTILABEL = [
     "data.image_size=32", "data.train_limit=48", "data.test_limit=12", "data.val_size=8",
@@ -34,7 +34,7 @@ MULTILABEL = [
 
 GOLDEN = {
     "classify-lenet": ("mnist-lenet", CLASSIFY, ("4acaed1ee4ee9a8d", "2b885ba6db090f29")),
-    "classify-mlp-bf16": ("fmnist-mlp", CLASSIFY + ["train.bf16=true"], ("212e9efe1f5028c4", "bff09b2cd130924f")),
+    "classify-mlp-bf16": ("fmnist-mlp", CLASSIFY + ["train.precision='bf16'"], ("212e9efe1f5028c4", "bff09b2cd130924f")),
     "multilabel-resnet": ("voc-resnet18", MULTILABEL + ["model.options={ width = 0.25 }"],
                           ("bd506d196834874b", "d9bde43c82d985b0")),
 }

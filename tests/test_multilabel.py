@@ -12,7 +12,7 @@ import torch
 
 from practicum.data import voc
 from practicum.errors import PracticumError
-from practicum.multilabel_metrics import metric_objects, per_class, pr_curves, summarize
+from practicum.metrics.multilabel import metric_objects, per_class, pr_curves, summarize
 
 FRUIT = ("apple_1", "banana_1", "mixed_1")  # apple_1.jpg is really an RGBA PNG; mixed_1 holds all three
 
@@ -192,13 +192,14 @@ def test_pr_curves_per_class_and_micro():
 
 
 def test_multilabel_task_loss_takes_soft_targets():
-    from practicum.train.tasks import multilabel
+    from practicum.train.objective import multilabel
 
-    task = multilabel(3)
-    logits = torch.zeros(2, 3)
-    assert float(task.loss(logits, torch.full((2, 3), 0.5))) == pytest.approx(np.log(2), abs=1e-6)
-    assert int(task.batch_stats(torch.tensor([[2.0, -1, 3], [1, 1, 1]]), torch.tensor([[1, 0, 1], [1, 0, 1]]))
-               ["accuracy"]) == 1
+    objective = multilabel(3)
+    identity = lambda x: x  # noqa: E731 - the "network" returns its input as logits
+    step = objective.step(identity, (torch.zeros(2, 3), torch.full((2, 3), 0.5)))
+    assert float(step.loss) == pytest.approx(np.log(2), abs=1e-6) and step.n == 2
+    step = objective.step(identity, (torch.tensor([[2.0, -1, 3], [1, 1, 1]]), torch.tensor([[1, 0, 1], [1, 0, 1]])))
+    assert int(step.sums["accuracy"]) == 1  # exact matches
 
 
 # -- catalog entries end to end ----------------------------------------------------------------

@@ -15,7 +15,7 @@ from practicum.models.rnn import (MODELS, RNNLM, RNNScratch, build_lm, grad_clip
 from practicum.models.seq2seq import beam_search, build_translator, greedy, masked_ce, masked_softmax, sequence_mask
 from practicum.models.textclass import build_classifier
 from practicum.models.word2vec import SkipGram, analogy, masked_bce_library, nearest, sigmoid_bce
-from practicum.text_metrics import bleu_d2l, corpus_bleu
+from practicum.metrics.bleu import bleu_d2l, corpus_bleu
 
 
 # -- the scratch RNN ----------------------------------------------------------------------------------

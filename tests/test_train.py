@@ -210,7 +210,7 @@ def test_quick_lenet_learns_and_records_everything(cli):
         assert np.trace(z["confusion"]) / 500 == pytest.approx(summary["test/accuracy"])
     table = json.loads((run_dir / "tables" / "confusion.json").read_text())
     assert len(table["rows"]) == 10 and len(table["columns"]) == 11
-    for name in ("checkpoints/last.pt", "checkpoints/best.pt", "model.pt"):
+    for name in ("checkpoints/last.pt", "model.pt"):
         ck = torch.load(run_dir / name, weights_only=True)
         assert "model" in ck
     names = {(r[2], r[3]) for r in metric_rows(run_dir)}
@@ -268,20 +268,32 @@ def test_same_config_and_seed_give_identical_metrics(cli):
     assert metric_rows(Path(json.loads(out)[-1]["dir"])) != metric_rows(first)
 
 
-def test_best_checkpoint_is_the_best_evaluation_and_restore_best_reports_it(cli):
-    # lab-fc: seed 004's Runner, ending with the best weights; evaluated every 4 steps here
+def test_best_checkpoint_is_the_best_validation_and_test_is_measured_once_on_it(cli):
+    # lab-fc: seed 004's Runner, ending with the best weights, chosen on the held-out 'val' split
+    # (the last training images), evaluated every 4 steps here; test is measured once, at the end
     assert cli("run", "lab-fc", "--quick", "--no-report", "-o", "train.eval_steps=4")[0] == 0
     run_dir = run_dir_of(cli, "lab-fc")
-    evals = [(r[0], r[4]) for r in metric_rows(run_dir) if r[2:4] == ("test", "accuracy")]
-    assert [e[0] for e in evals] == list(range(4, 33, 4))  # every 4 steps; 32 is the epoch end
+    rows = metric_rows(run_dir)
+    evals = [(r[0], r[4]) for r in rows if r[2:4] == ("val", "accuracy")]
+    steps = 1500 // 64 + 1  # 2,000 quick images, 500 held out for validation
+    assert [e[0] for e in evals] == [*range(4, steps, 4), steps]  # every 4 steps and the epoch end
+    tests = [r for r in rows if r[2:4] == ("test", "accuracy")]
+    assert len(tests) == 1  # never looked at while choosing
     best_step, best = max(evals, key=lambda e: (e[1], -e[0]))  # the first of the highest
     ck = torch.load(run_dir / "checkpoints" / "best.pt", weights_only=True)
-    assert (ck["step"], ck["metric"]) == (best_step, "test/accuracy")
+    assert (ck["step"], ck["metric"]) == (best_step, "val/accuracy")
     assert ck["score"] == pytest.approx(best)
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["test/accuracy"] == pytest.approx(best) and summary["best/step"] == best_step
+    assert summary["val/accuracy"] == pytest.approx(best) and summary["best/step"] == best_step
+    assert summary["test/accuracy"] == pytest.approx(tests[0][4])
     final = torch.load(run_dir / "model.pt", weights_only=True)["model"]
     assert all(torch.equal(final[k], ck["model"][k]) for k in final)
+
+
+def test_selecting_on_the_test_split_is_refused(cli, home):
+    code, _, err = cli("run", "lab-fc", "--quick", "-o", "train.best_metric=test/accuracy")
+    assert code == 2 and "train.best_metric" in err and "test split" in err
+    assert not (home / "lab-fc").exists()
 
 
 def test_early_stopping_stops_after_patience_evaluations_without_a_new_best(cli):

@@ -49,7 +49,13 @@ class Expect(Section):
 
 
 class Experiment(Section):
-    """Fields every experiment file has; each task's schema subclasses this with its sections."""
+    """Fields every experiment file has; each task's schema subclasses this with its sections.
+
+    ``version`` is the practical's: bump it when a change of code alters what an unchanged config
+    computes, so a new run is made instead of an old result being passed off as the new one's.
+    """
+
+    version: typing.ClassVar[int] = 1
 
     name: str
     task: str
@@ -73,11 +79,17 @@ class Experiment(Section):
         return {k: v for k, v in flatten(self.settings()).items() if v is not None}
 
     def identity(self) -> dict:
-        ident = self.settings()
-        for key in ident:
+        """What makes two runs the same: the settings that differ from the schema's defaults (so
+        adding a field with a default keeps every earlier run's identity), what the names in them
+        stand for (``Section.resolved``), and the practical's version. A default that changes
+        value must come with a new ``version`` (tests/test_identity.py holds the defaults to it)."""
+        ident = self.model_dump(mode="json", exclude=self._meta_fields, exclude_defaults=True)
+        ident.update(name=self.name, task=self.task, seed=self.seed)
+        for key in type(self).model_fields:
             section = getattr(self, key)
             if isinstance(section, Section) and (resolved := section.resolved()):
-                ident[key]["(resolved)"] = resolved
+                ident.setdefault(key, {})["(resolved)"] = resolved
+        ident["(version)"] = self.version
         return ident
 
     def config_hash(self) -> str:
@@ -265,7 +277,7 @@ def load_experiment(
     quick: bool = False,
 ) -> Experiment:
     """Read, override and validate an experiment. ``spec`` is a catalog name or a file path."""
-    from practicum.practicals import task_schema
+    from practicum.tasks import task_name, task_schema
 
     raw, path = load_raw(spec)
     if quick:
@@ -283,7 +295,8 @@ def load_experiment(
     if not isinstance(task, str):
         raise UsageError(f"{path}: missing required key 'task' (the practical to run)")
     try:
-        schema = task_schema(task)
+        raw["task"] = task_name(task)
+        schema = task_schema(raw["task"])
     except UsageError as e:
         raise UsageError(f"{path}: key 'task': {e}") from None
     return validate(schema, raw, str(path))

@@ -18,7 +18,7 @@ from pathlib import Path
 from practicum import fileio
 from practicum.config import Experiment
 from practicum.errors import PracticumError
-from practicum.practicals import task_module
+from practicum.tasks import task_module
 from practicum.runs import Claim, Index, Run, command_line
 
 PACKAGES = ("practicum", "numpy", "torch", "pydantic", "matplotlib", "torchmetrics", "tensorboard")
@@ -46,8 +46,6 @@ def environment() -> dict:
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         if var in os.environ:
             threads[var] = os.environ[var]
-    if "torch" in sys.modules:
-        threads["torch"] = sys.modules["torch"].get_num_threads()
     return {
         "python": sys.version.split()[0],
         "packages": versions,
@@ -95,12 +93,39 @@ def start(cfg: Experiment, force: bool = False, index: Index | None = None) -> t
     return claim, run
 
 
+@contextmanager
+def compute_threads(cfg: Experiment):
+    """A torch practical's ``train.threads`` for the task's duration (0: train/device.py's
+    default, the host's cores shared among workers and ranks); yields the count, or None for a
+    practical that does not use torch threads."""
+    threads = getattr(getattr(cfg, "train", None), "threads", None)
+    if threads is None:
+        yield None
+        return
+    from practicum.train.device import torch_threads
+
+    with torch_threads(threads) as n:
+        yield n
+
+
+def run_task(cfg: Experiment, run) -> dict:
+    """The practical's ``run`` with its thread count set (every rank calls this); the count
+    actually used goes into env.json."""
+    with compute_threads(cfg) as n:
+        env_path = run.dir / "env.json"
+        if n is not None and getattr(run, "index", None) is not None and env_path.exists():
+            env = fileio.read_json(env_path)
+            latest = env["resumed"][-1] if env.get("resumed") else env
+            latest["threads"]["torch"] = n
+            fileio.write_json(env_path, env)
+        return task_module(cfg.task).run(cfg, run)
+
+
 def execute(run: Run) -> dict:
     """Run the task of ``run.cfg``; record finished / failed / interrupted. Returns the summary."""
-    task = task_module(run.cfg.task)
     try:
         with sigterm_as_interrupt():
-            summary = task.run(run.cfg, run)
+            summary = run_task(run.cfg, run)
     except KeyboardInterrupt:
         run.interrupt()
         raise

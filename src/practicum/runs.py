@@ -302,6 +302,7 @@ class Run:
         self._lock_fd = lock_fd
         self._metrics = open(self.dir / "metrics.jsonl", "a", encoding="utf-8")
         self._t0 = time.time()
+        self.scope_start = 0  # where the metrics of the next model trained in this run begin
         if not resumed:
             fileio.write_text(self.dir / "config.toml", tomli_w.dumps(_toml_ready(cfg.model_dump(mode="json"))))
 
@@ -326,7 +327,15 @@ class Run:
         self._metrics.truncate(position)
         self._metrics.seek(position)
 
+    def scope(self, name: str) -> "Scope":
+        """A view for one of several models trained in turn in this run (see ``Scope``)."""
+        return Scope(self, name)
+
     # -- files -----------------------------------------------------------------------------
+    @property
+    def tb_dir(self) -> Path:
+        return self.dir / "tb"
+
     def checkpoint_path(self, name: str) -> Path:
         (self.dir / "checkpoints").mkdir(exist_ok=True)
         return self.dir / "checkpoints" / name
@@ -358,6 +367,42 @@ class Run:
 
     def interrupt(self) -> None:
         self._close("interrupted")
+
+
+class Scope:
+    """One model of a run that trains several in turn (the language models, the translators).
+
+    Its metric splits carry the model's name (``train`` -> ``train-gru``), its checkpoints live in
+    ``checkpoints/<name>/`` and its TensorBoard events in ``tb/<name>/``; everything else is the
+    run's. ``scope_start`` is shared with the run: where the next model's metric lines begin, so
+    a resumed run drops only the lines of the model it resumes.
+    """
+
+    def __init__(self, run, name: str):
+        self.run, self.name = run, name
+
+    def __getattr__(self, attr):  # id, dir, cfg, index, resumed, figure_path, metrics_position, ...
+        return getattr(self.run, attr)
+
+    @property
+    def scope_start(self) -> int:
+        return self.run.scope_start
+
+    @scope_start.setter
+    def scope_start(self, position: int) -> None:
+        self.run.scope_start = position
+
+    @property
+    def tb_dir(self) -> Path:
+        return self.run.dir / "tb" / self.name
+
+    def log(self, metrics: dict[str, float], *, split: str, step: int, epoch: float | None = None) -> None:
+        self.run.log(metrics, split=f"{split}-{self.name}", step=step, epoch=epoch)
+
+    def checkpoint_path(self, name: str) -> Path:
+        folder = self.run.dir / "checkpoints" / self.name
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / name
 
 
 def _toml_ready(value):

@@ -6,6 +6,7 @@ tests check on known tensors) and a ``random_*`` function drawing those paramete
 
     x: (B, C, H, W) float; y: (B, K) multi-hot (float after mixing)
 
+    random_shift  translate each image by up to N pixels (pad + crop), one gather
     flip        mirror left-right where mask is set
     resized_crop  crop a box (fractions of the image) and scale it back to H x W (grid_sample)
     jitter      brightness (x * b), contrast (towards the grey mean), saturation (towards grey)
@@ -25,7 +26,26 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from practicum.data.tensors import Loader, Pipeline, TensorSet
+
+
+def random_shift(x: torch.Tensor, pad: int, generator: torch.Generator | None = None,
+                 shifts: torch.Tensor | None = None) -> torch.Tensor:
+    """Translate each image by (dy, dx) in [-pad, pad], filling with zeros: pad + random crop.
+
+    x: (B, C, H, W), any dtype. One gather for the whole batch: the crop windows are index
+    grids offset per sample. ``shifts`` (B, 2) in [0, 2*pad] may be given (e.g. drawn for a
+    larger global batch); otherwise they are drawn from ``generator``.
+    """
+    if pad <= 0:
+        return x
+    B, C, H, W = x.shape
+    if shifts is None:
+        shifts = torch.randint(0, 2 * pad + 1, (B, 2), generator=generator)
+    padded = F.pad(x, (pad, pad, pad, pad))  # (B, C, H+2p, W+2p), zeros = black background
+    rows = (shifts[:, 0:1] + torch.arange(H)).view(B, 1, H, 1)  # (B, 1, H, 1) source rows
+    cols = (shifts[:, 1:2] + torch.arange(W)).view(B, 1, 1, W)  # (B, 1, 1, W) source columns
+    flat = rows * (W + 2 * pad) + cols  # (B, 1, H, W) index into each padded image
+    return padded.flatten(2).gather(2, flat.flatten(2).expand(B, C, H * W)).view(B, C, H, W)
 
 
 def flip(x: Tensor, mask: Tensor) -> Tensor:
@@ -140,27 +160,3 @@ def random_mix(x: Tensor, y: Tensor, mixup_alpha: float, cutmix_alpha: float, p:
     top = int(torch.randint(0, H - h + 1, (1,), generator=gen))
     left = int(torch.randint(0, W - w + 1, (1,), generator=gen))
     return cutmix(x, y, perm, (top, left, h, w))
-
-
-# ---------------------------------------------------------------------------------------------
-# A training loader whose batches go through an augmentation chain
-
-
-class AugmentLoader(Loader):
-    """Training batches: uint8 gather -> [0, 1] floats -> ``augment(x, y, generator)`` -> (x, y).
-
-    The chain draws from the loader's generator (checkpointed by the fit loop) and may replace
-    the targets (mixup, cutmix). One process only: mixing pairs images across the whole batch.
-    """
-
-    def __init__(self, data: TensorSet, batch_size: int, augment, *, generator: torch.Generator,
-                 drop_last: bool = False, device: torch.device | str = "cpu"):
-        super().__init__(data, batch_size, Pipeline(), train=True, generator=generator, drop_last=drop_last,
-                         device=device)
-        self.augment = augment
-
-    def batch(self, order: Tensor, step: int) -> tuple[Tensor, Tensor]:
-        idx = order[step * self.batch_size:(step + 1) * self.batch_size]
-        x = self.data.x[idx].float().div_(255)  # (B, C, H, W) in [0, 1]
-        x, y = self.augment(x, self.data.y[idx], self.generator)
-        return x.to(self.device), y.to(self.device)

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from practicum.data.augment import flip, random_shift
+
 
 @dataclass
 class TensorSet:
@@ -60,27 +62,7 @@ class TensorSet:
 
 
 # ---------------------------------------------------------------------------------------------
-# Batched augmentation
-
-
-def random_shift(x: torch.Tensor, pad: int, generator: torch.Generator | None = None,
-                 shifts: torch.Tensor | None = None) -> torch.Tensor:
-    """Translate each image by (dy, dx) in [-pad, pad], filling with zeros: pad + random crop.
-
-    x: (B, C, H, W), any dtype. One gather for the whole batch: the crop windows are index
-    grids offset per sample. ``shifts`` (B, 2) in [0, 2*pad] may be given (e.g. drawn for a
-    larger global batch); otherwise they are drawn from ``generator``.
-    """
-    if pad <= 0:
-        return x
-    B, C, H, W = x.shape
-    if shifts is None:
-        shifts = torch.randint(0, 2 * pad + 1, (B, 2), generator=generator)
-    padded = F.pad(x, (pad, pad, pad, pad))  # (B, C, H+2p, W+2p), zeros = black background
-    rows = (shifts[:, 0:1] + torch.arange(H)).view(B, 1, H, 1)  # (B, 1, H, 1) source rows
-    cols = (shifts[:, 1:2] + torch.arange(W)).view(B, 1, 1, W)  # (B, 1, 1, W) source columns
-    flat = rows * (W + 2 * pad) + cols  # (B, 1, H, W) index into each padded image
-    return padded.flatten(2).gather(2, flat.flatten(2).expand(B, C, H * W)).view(B, C, H, W)
+# From uint8 batches to model inputs
 
 
 @dataclass
@@ -104,8 +86,6 @@ class Pipeline:
         if train and self.shift:
             x = random_shift(x, self.shift, shifts=shifts)
         if train and self.flip and flips is not None:  # flips: (B,) bool, drawn by the Loader
-            from practicum.data.augment import flip  # augment imports this module: import late
-
             x = flip(x, flips)
         x = x.float().div_(255)  # (B, C, H, W) in [0, 1]
         if self.image_size and self.image_size != x.shape[-1]:
@@ -151,7 +131,7 @@ class Loader:
     def __len__(self) -> int:
         return self.steps_per_epoch
 
-    def order(self) -> torch.Tensor:
+    def order(self, epoch: int = 0) -> torch.Tensor:  # noqa: ARG002 - the loader protocol
         """This epoch's order: a permutation drawn from the generator (train) or 0..N-1."""
         if self.train:
             return torch.randperm(self.n, generator=self.generator)
@@ -181,3 +161,28 @@ class Loader:
         for step in range(self.steps_per_epoch):
             yield self.batch(order, step)
 
+
+
+class AugmentLoader(Loader):
+    """Training batches: uint8 gather -> [0, 1] floats -> ``augment(x, y, generator)`` -> (x, y).
+
+    The chain draws from the loader's generator (checkpointed by the fit loop) and may replace
+    the targets (mixup, cutmix). Mixing pairs images across the whole batch, so with ``world > 1``
+    every rank augments the whole global batch (the same draws) and keeps its own slice: N
+    processes train on exactly the batches one process would.
+    """
+
+    def __init__(self, data: TensorSet, batch_size: int, augment, *, generator: torch.Generator,
+                 drop_last: bool = False, rank: int = 0, world: int = 1, device: torch.device | str = "cpu"):
+        super().__init__(data, batch_size, Pipeline(), train=True, generator=generator, drop_last=drop_last,
+                         rank=rank, world=world, device=device)
+        self.augment = augment
+
+    def batch(self, order: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = order[step * self.batch_size:(step + 1) * self.batch_size]
+        x = self.data.x[idx].float().div_(255)  # (B, C, H, W) in [0, 1]
+        x, y = self.augment(x, self.data.y[idx], self.generator)
+        if self.world > 1:
+            lo, hi = len(idx) * self.rank // self.world, len(idx) * (self.rank + 1) // self.world
+            x, y = x[lo:hi], y[lo:hi]
+        return x.to(self.device), y.to(self.device)

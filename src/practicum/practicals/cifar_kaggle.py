@@ -35,6 +35,9 @@ class Data(Section):
     flip: bool = Field(True, description="random horizontal flip")
 
 
+DDP = True  # on the shared fit loop: runs under --nproc N and torchrun
+
+
 class Config(classify.Config):
     data: Data = Data()
 

@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from practicum import fileio
 from practicum.config import Experiment, Section
 from practicum.errors import UsageError
+from practicum.train import config
 
 
 class Data(Section):
@@ -35,7 +36,7 @@ class Data(Section):
 
 
 class Model(Section):
-    name: str = "lenet5"
+    name: str = Field("lenet5", description="a preset of practicum.models (see 'practicum list')")
     options: dict[str, Any] = Field(default_factory=dict,
                                     description="family options for build_model (hidden, activation, ...)")
     init_from: str | None = Field(None, description="start from another run's weights: run id, id prefix, "
@@ -46,63 +47,37 @@ class Model(Section):
                            "counts differ)")
     freeze_body: bool = Field(False, description="train the head only (the rest keeps its weights)")
 
-    def resolved(self) -> dict:
-        from practicum.models import MODELS  # imports torch: only when an identity is asked for
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        from practicum.models import MODELS  # imports torch: only when a file is loaded
 
-        if self.name not in MODELS:
-            return {}  # build_model names the valid presets when the run starts
+        MODELS[name]  # an unknown preset: the nearest valid name
+        return name
+
+    def resolved(self) -> dict:
+        from practicum.models import MODELS
+
         preset = MODELS[self.name]
         return {"class": f"{preset.cls.__module__}.{preset.cls.__qualname__}", "preset": preset.defaults}
 
 
-class Schedule(Section):
-    name: str = Field("constant", description="constant | step | cosine | onecycle")
-    warmup_epochs: float = Field(0.0, ge=0, description="linear warm-up (combines with any schedule)")
-    warmup_steps: int | None = Field(None, ge=0, description="warm-up in steps (overrides warmup_epochs)")
-    step_epochs: float = Field(1.0, gt=0, description="step: multiply by gamma every N epochs")
-    gamma: float = Field(0.1, gt=0)
-    final: float | None = Field(None, ge=0, description="cosine/onecycle: final multiplier of lr")
-    pct_start: float | None = Field(None, gt=0, lt=1, description="onecycle: share of steps going up")
-    start: float | None = Field(None, gt=0, description="onecycle: starting multiplier of lr")
-
-
-class Optim(Section):
-    name: str = Field("adam", description="sgd | adam | adamw | adagrad | adadelta | rmsprop, or the "
-                      "from-scratch scratch-{sgd,momentum,adagrad,rmsprop,adadelta,adam}")
-    lr: float = Field(1e-3, gt=0)
+class Optim(config.Optim):
     head_lr_mult: float = Field(1.0, gt=0, description="the head's lr is lr times this (D2L fine-tuning: 10)")
-    batch_size: int = Field(64, gt=0)
-    momentum: float = Field(0.0, ge=0, lt=1, description="sgd, rmsprop")
-    nesterov: bool = False
-    weight_decay: float | None = Field(None, ge=0, description="default: the optimizer's own")
-    betas: tuple[float, float] | None = None
-    eps: float | None = None
-    grad_clip: float | None = Field(None, gt=0, description="max global gradient norm")
-    schedule: Schedule = Schedule()
 
 
-class Train(Section):
-    epochs: int = Field(10, gt=0)
+class Train(config.Train):
     loss: str = Field("cross_entropy", description="cross_entropy | nll | label_smoothing")
     label_smoothing: float = Field(0.0, ge=0, lt=1)
-    eval_batch_size: int = Field(1000, gt=0)
     drop_last: bool = False
-    log_steps: int = Field(0, ge=0, description="log training metrics every N steps (0: per epoch)")
-    eval_steps: int = Field(0, ge=0, description="evaluate every N steps, besides every epoch end")
-    eval_epochs: int = Field(1, gt=0, description="evaluate at the end of every N-th epoch (and the last)")
-    checkpoint_steps: int = Field(0, ge=0, description="checkpoint every N steps, besides epoch ends")
-    best_metric: str | None = Field("test/accuracy", description="split/metric for checkpoints/best.pt "
-                                    "('' for none)")
-    early_stop_patience: int | None = Field(None, gt=0, description="evaluations without a new best")
-    restore_best: bool = Field(False, description="final metrics of the best checkpoint, not the last")
-    bf16: bool = Field(False, description="bfloat16 autocast (slow on CPUs without native bf16)")
-    channels_last: bool = False
-    threads: int = Field(1, ge=0, description="torch threads per process; 0: torch's own (OMP_NUM_THREADS "
-                         "or all cores, divided among DDP processes). 1 by default: on a 2-core machine "
-                         "shared with other jobs, 2 OpenMP threads spin-wait and run up to 20x slower")
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    tensorboard: bool = True
-    progress: bool = True
+
+    @field_validator("loss")
+    @classmethod
+    def _known_loss(cls, name: str) -> str:
+        return config.check_name("loss", name)
+
+
+DDP = True  # on the shared fit loop: runs under --nproc N and torchrun
 
 
 class Config(Experiment):
@@ -146,23 +121,19 @@ def fit_classifier(cfg: Config, run, train_set, val_set, test_set, extra_outputs
     import torch
 
     from practicum.data.tensors import Loader, Pipeline
-    from practicum.models import MODELS, build_model, count_parameters
+    from practicum.models import MODELS, build_model
     from practicum.train import checkpoint, ddp
-    from practicum.train.loop import FitConfig, Recorder, fit, scalars
-    from practicum.train.optim import build_optimizer, build_schedule
-    from practicum.train.tasks import classification
+    from practicum.train.device import resolve_device
+    from practicum.train.loop import Recorder, evaluate_once, fit, scalars, summarize
+    from practicum.train.objective import classification
+    from practicum.train.optim import build_training
 
     t, world, rank = cfg.train, ddp.world_size(), ddp.rank()
-    if t.threads or world > 1:
-        torch.set_num_threads(t.threads or max(1, torch.get_num_threads() // world))  # before any work
-    device = torch.device("cpu") if t.device == "cpu" else ddp.device_for_rank()
-    if t.device == "cuda" and device.type != "cuda":
-        raise UsageError("train.device = 'cuda' but no GPU is available")
-
+    device = resolve_device(t.device)
     checkpoint.seed_everything(cfg.seed)
     image_size = cfg.data.image_size or MODELS[cfg.model.name].image_size
     mean, std = train_set.mean_std() if cfg.data.normalize else (None, None)
-    flip = getattr(cfg.data, "flip", False)
+    flip = getattr(cfg.data, "flip", False)  # cifar_kaggle's Data has one
     pipe = Pipeline(image_size=image_size, mean=mean, std=std, shift=cfg.data.shift, flip=flip,
                     channels_last=t.channels_last)
     eval_pipe = Pipeline(image_size=image_size, mean=mean, std=std, channels_last=t.channels_last)
@@ -187,46 +158,30 @@ def fit_classifier(cfg: Config, run, train_set, val_set, test_set, extra_outputs
                     drop_last=t.drop_last, rank=rank, world=world, device=device)
     shard = dict(train=False, rank=rank, world=world, device=device)  # evaluation: a contiguous shard per rank
     evals = {"val": Loader(val_set, t.eval_batch_size, eval_pipe, **shard)} if val_set is not None else {}
-    if test_set is not None:
-        evals["test"] = Loader(test_set, t.eval_batch_size, eval_pipe, **shard)
+    test = Loader(test_set, t.eval_batch_size, eval_pipe, **shard) if test_set is not None else None
+    selects = bool(t.best_metric or t.early_stop_patience)
+    if test is not None and not selects:  # no model selection: the test curve may be drawn as it trains
+        evals["test"] = test
 
-    o, s = cfg.optim, cfg.optim.schedule
-    steps = loader.steps_per_epoch
     # Two parameter groups, body and head, so the head can learn faster (D2L fine-tuning: x10);
     # frozen parameters are left out. One group when they share a rate.
+    o = cfg.optim
     body = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith(head + ".")]
     top = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith(head + ".")]
     groups = [g for g in ({"params": body, "lr": o.lr}, {"params": top, "lr": o.lr * o.head_lr_mult})
               if g["params"]]
-    opt = build_optimizer(o.name, groups, o.lr, momentum=o.momentum, nesterov=o.nesterov,
-                          weight_decay=o.weight_decay, betas=o.betas, eps=o.eps)
-    warmup = s.warmup_steps if s.warmup_steps is not None else round(s.warmup_epochs * steps)
-    sched = build_schedule(opt, s.name, total_steps=t.epochs * steps, warmup_steps=warmup,
-                           step_size=max(1, round(s.step_epochs * steps)), gamma=s.gamma, final=s.final,
-                           pct_start=s.pct_start, start=s.start)
-    task = classification(len(train_set.classes), t.loss, t.label_smoothing)
+    opt, sched = build_training(o, groups, loader.steps_per_epoch, t.epochs)
+    objective = classification(len(train_set.classes), t.loss, t.label_smoothing)
 
-    fit_cfg = FitConfig(epochs=t.epochs, log_steps=t.log_steps, eval_steps=t.eval_steps, eval_epochs=t.eval_epochs,
-                        checkpoint_steps=t.checkpoint_steps, best_metric=t.best_metric or None,
-                        early_stop_patience=t.early_stop_patience, restore_best=t.restore_best,
-                        grad_clip=o.grad_clip, bf16=t.bf16, progress=t.progress)
     rec = Recorder(run, tensorboard=t.tensorboard)
-    state = fit(model, opt, sched, task, loader, evals, fit_cfg, run, rec)
+    fit_cfg = t.fit_config(o.grad_clip)
+    fit_cfg.label = cfg.model.name
+    state = fit(model, opt, sched, objective, loader, evals, fit_cfg, run, rec)
+    if test is not None and selects:  # measured once, on the selected weights
+        state.last_eval["test"] = evaluate_once(model, test, objective, fit_cfg.precision)
+        rec.log(scalars(state.last_eval["test"]), split="test", step=state.step, epoch=float(state.epoch))
 
-    summary = {f"{split}/{k}": v for split, res in state.last_eval.items() for k, v in scalars(res).items()}
-    summary.update({f"train/{k}": float(v) for k, v in state.last_train.items()})
-    summary.update({
-        "train/seconds_per_epoch": float(np.mean(state.epoch_seconds)) if state.epoch_seconds else float("nan"),
-        "train/epochs": float(state.epoch),
-        "train/steps": float(state.step),
-        "train/stopped_early": float(state.stopped_early),
-        "train/processes": float(world),
-        "model/parameters": float(count_parameters(model)),
-        "model/trainable_parameters": float(count_parameters(model, trainable_only=True)),
-    })
-    if state.best is not None:
-        summary["best/" + t.best_metric] = state.best
-        summary["best/step"] = float(state.best_step)
+    summary = summarize(state, model, t.best_metric)
     if ddp.is_main():
         if test_set is not None:
             save_outputs(run, model, test_set, state.last_eval["test"])

@@ -45,7 +45,7 @@ from practicum.config import Experiment, Section
 from practicum.detection import mean_average_precision, multibox_detection, multibox_target
 from practicum.detection.voc import FRUIT_CLASSES, boxes_and_labels, image_size, load_image, read_voc_xml
 from practicum.errors import PracticumError
-from practicum.practicals.threads import torch_threads
+from practicum.train.device import torch_threads
 from practicum.runs import Run
 from practicum.train import checkpoint
 

@@ -10,7 +10,7 @@ way (``data.layout``).
 Data: every image decoded and resized once into a uint8 tensor (data/voc.py); training batches
 are augmented batched in torch (data/augment.py: flip, random resized crop, colour jitter,
 normalise, random erasing, then mixup or cutmix with soft targets). The head is the model's
-K logits with BCE; metrics (multilabel_metrics.py) through torchmetrics at ``train.threshold``.
+K logits with BCE; metrics (metrics/multilabel.py) through torchmetrics at ``train.threshold``.
 The shared fit loop (train/loop.py) trains, evaluates and checkpoints.
 
 Writes ``multilabel_predictions.npz`` (test ``y_true``, ``scores``, ``classes``, ``names``),
@@ -30,8 +30,8 @@ from pydantic import Field
 from practicum import fileio
 from practicum.config import Experiment, Section
 from practicum.errors import UsageError
-from practicum.practicals.classify import Model, Optim
-from practicum.practicals.classify import Train as ClassifyTrain
+from practicum.practicals.classify import Model
+from practicum.train import config
 
 
 class Data(Section):
@@ -61,19 +61,21 @@ class Augment(Section):
     mix_prob: float = Field(1.0, ge=0, le=1, description="share of batches mixed (when mixup/cutmix on)")
 
 
-class Train(ClassifyTrain):
-    loss: str = Field("bce", description="bce (a sigmoid per class)")
-    best_metric: str | None = Field("", description="split/metric for checkpoints/best.pt, e.g. val/f1 "
-                                    "('' for none)")
+class Train(config.Train):
+    loss: Literal["bce"] = Field("bce", description="bce (a sigmoid per class)")
+    drop_last: bool = False
     threshold: float = Field(0.5, gt=0, lt=1, description="a class is predicted when its probability > this")
     eval_batch_size: int = Field(100, gt=0)
+
+
+DDP = True  # on the shared fit loop: runs under --nproc N and torchrun
 
 
 class Config(Experiment):
     data: Data = Data()
     augment: Augment = Augment()
     model: Model = Model(name="resnet18")
-    optim: Optim = Optim()
+    optim: config.Optim = config.Optim()
     train: Train = Train()
 
 
@@ -141,8 +143,11 @@ def augment_chain(cfg: Augment, mean, std):
 
 
 def predict(model, loader) -> tuple:
-    """Sigmoid probabilities (N, K) and targets (N, K) over an evaluation loader."""
+    """Sigmoid probabilities (N, K) and targets (N, K) over an evaluation loader (under DDP,
+    every rank's contiguous shard gathered in rank order: the whole split, in data order)."""
     import torch
+
+    from practicum.train import ddp
 
     model.eval()
     probs, ys = [], []
@@ -150,27 +155,23 @@ def predict(model, loader) -> tuple:
         for x, y in loader:
             probs.append(torch.sigmoid(model(x).float()).cpu())
             ys.append(y.cpu())
-    return torch.cat(probs), torch.cat(ys)
+    shards = ddp.all_gather_object((torch.cat(probs), torch.cat(ys)))
+    return torch.cat([p for p, _ in shards]), torch.cat([y for _, y in shards])
 
 
 def run(cfg: Config, run) -> dict:
     import torch
 
-    from practicum.data.augment import AugmentLoader
-    from practicum.data.tensors import Loader, Pipeline
-    from practicum.models import build_model, count_parameters
-    from practicum.multilabel_metrics import summarize
-    from practicum.train import checkpoint
-    from practicum.train.loop import FitConfig, Recorder, fit
-    from practicum.train.optim import build_optimizer, build_schedule
-    from practicum.train.tasks import multilabel
+    from practicum.data.tensors import AugmentLoader, Loader, Pipeline
+    from practicum.metrics.multilabel import summarize
+    from practicum.models import build_model
+    from practicum.train import checkpoint, ddp, loop
+    from practicum.train.device import resolve_device
+    from practicum.train.objective import multilabel
+    from practicum.train.optim import build_training
 
-    t, o, s = cfg.train, cfg.optim, cfg.optim.schedule
-    if t.threads:
-        torch.set_num_threads(t.threads)
-    device = torch.device("cuda" if t.device != "cpu" and torch.cuda.is_available() else "cpu")
-    if t.device == "cuda" and device.type != "cuda":
-        raise UsageError("train.device = 'cuda' but no GPU is available")
+    t, o = cfg.train, cfg.optim
+    device = resolve_device(t.device)
     checkpoint.seed_everything(cfg.seed)
 
     tick = time.perf_counter()
@@ -182,27 +183,21 @@ def run(cfg: Config, run) -> dict:
                         **cfg.model.options).to(device)
 
     gen = torch.Generator().manual_seed(cfg.seed)  # permutations and every augmentation draw
+    world, rank = ddp.world_size(), ddp.rank()
     loader = AugmentLoader(train_set, o.batch_size, augment_chain(cfg.augment, mean, std), generator=gen,
-                           drop_last=t.drop_last, device=device)
+                           drop_last=t.drop_last, rank=rank, world=world, device=device)
     eval_pipe = Pipeline(mean=mean, std=std)
-    evals = {"val": Loader(val_set, t.eval_batch_size, eval_pipe, train=False, device=device)} if val_set else {}
-    evals["test"] = Loader(test_set, t.eval_batch_size, eval_pipe, train=False, device=device)
+    shard = dict(train=False, rank=rank, world=world, device=device)  # a contiguous shard per rank
+    evals = {"val": Loader(val_set, t.eval_batch_size, eval_pipe, **shard)} if val_set else {}
+    evals["test"] = Loader(test_set, t.eval_batch_size, eval_pipe, **shard)
 
-    steps = loader.steps_per_epoch
-    opt = build_optimizer(o.name, model.parameters(), o.lr, momentum=o.momentum, nesterov=o.nesterov,
-                          weight_decay=o.weight_decay, betas=o.betas, eps=o.eps)
-    warmup = s.warmup_steps if s.warmup_steps is not None else round(s.warmup_epochs * steps)
-    sched = build_schedule(opt, s.name, total_steps=t.epochs * steps, warmup_steps=warmup,
-                           step_size=max(1, round(s.step_epochs * steps)), gamma=s.gamma, final=s.final,
-                           pct_start=s.pct_start, start=s.start)
-    task = multilabel(len(classes), t.loss, t.threshold)
-    fit_cfg = FitConfig(epochs=t.epochs, log_steps=t.log_steps, eval_steps=t.eval_steps, eval_epochs=t.eval_epochs,
-                        checkpoint_steps=t.checkpoint_steps, best_metric=t.best_metric or None,
-                        early_stop_patience=t.early_stop_patience, restore_best=t.restore_best,
-                        grad_clip=o.grad_clip, bf16=t.bf16, progress=t.progress)
-    rec = Recorder(run, tensorboard=t.tensorboard)
+    opt, sched = build_training(o, model.parameters(), loader.steps_per_epoch, t.epochs)
+    objective = multilabel(len(classes), t.loss, t.threshold)
+    fit_cfg = t.fit_config(o.grad_clip)
+    fit_cfg.label = cfg.model.name
+    rec = loop.Recorder(run, tensorboard=t.tensorboard)
     tick = time.perf_counter()
-    state = fit(model, opt, sched, task, loader, evals, fit_cfg, run, rec)
+    state = loop.fit(model, opt, sched, objective, loader, evals, fit_cfg, run, rec)
     fit_seconds = time.perf_counter() - tick
 
     summary, results = {}, {}
@@ -210,27 +205,19 @@ def run(cfg: Config, run) -> dict:
         probs, y = predict(model, split_loader)
         results[split] = (probs, y)
         summary.update({f"{split}/{k}": v for k, v in summarize(probs, y, t.threshold).items()})
-    summary.update({f"train/{k}": float(v) for k, v in state.last_train.items()})
-    summary.update({
-        "train/seconds_per_epoch": float(np.mean(state.epoch_seconds)) if state.epoch_seconds else float("nan"),
-        "train/seconds": fit_seconds,
-        "data/seconds": load_seconds,
-        "train/epochs": float(state.epoch),
-        "train/steps": float(state.step),
-        "data/image_size": float(cfg.data.image_size),
-        "model/parameters": float(count_parameters(model)),
-    })
-    if state.best is not None:
-        summary["best/" + t.best_metric] = state.best
-        summary["best/step"] = float(state.best_step)
-    save_outputs(run, cfg, model, classes, results, test_names, summary)
-    rec.finish(cfg.hparams(), summary)
+    summary.update({k: v for k, v in loop.summarize(state, model, t.best_metric).items()
+                    if k.startswith(("train/", "best/", "model/"))})
+    summary.update({"train/seconds": fit_seconds, "data/seconds": load_seconds,
+                    "data/image_size": float(cfg.data.image_size)})
+    if ddp.is_main():
+        save_outputs(run, cfg, model, classes, results, test_names, summary)
+        rec.finish(cfg.hparams(), summary)
     return summary
 
 
 def save_outputs(run, cfg: Config, model, classes, results, test_names, summary) -> None:
     """Weights, test scores, seed 000's table, per-class table and the PR figure."""
-    from practicum.multilabel_metrics import per_class
+    from practicum.metrics.multilabel import per_class
     from practicum.report.multilabel import PREDICTIONS, pr_figure
     from practicum.train import checkpoint
 

@@ -36,7 +36,7 @@ from practicum import fileio
 from practicum.config import Experiment, Section
 from practicum.optimizers_scratch import SCRATCH_OPTIMIZERS, build
 from practicum.registry import Registry
-from practicum.practicals.threads import torch_threads
+from practicum.train.device import torch_threads
 from practicum.runs import Run
 
 

@@ -39,7 +39,7 @@ from torch import Tensor
 from practicum import fileio
 from practicum.config import Experiment, Section
 from practicum.errors import UsageError
-from practicum.practicals.threads import torch_threads
+from practicum.train.device import torch_threads
 from practicum.runs import Run
 from practicum.train import checkpoint
 

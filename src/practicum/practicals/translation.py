@@ -32,7 +32,7 @@ from practicum.data.text import TranslationData, build_array_nmt, load_translati
 from practicum.models.seq2seq import beam_search, build_translator, greedy, masked_ce
 from practicum.practicals.textkit import checkpoint, count_parameters, restore, write_table
 from practicum.runs import Run
-from practicum.text_metrics import bleu_d2l, corpus_bleu
+from practicum.metrics.bleu import bleu_d2l, corpus_bleu
 
 MODEL_NAMES = ("seq2seq", "bahdanau", "transformer")
 D2L_SENTENCES = ["go .", "i lost .", "he's calm .", "i'm home ."]

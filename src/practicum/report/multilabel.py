@@ -23,7 +23,7 @@ def curves(data: dict) -> dict[str, tuple[np.ndarray, np.ndarray, float]]:
     """{class name or "micro": (precision, recall, AP)} from recorded scores."""
     import torch
 
-    from practicum.multilabel_metrics import per_class, pr_curves
+    from practicum.metrics.multilabel import per_class, pr_curves
 
     probs, target = torch.from_numpy(data["scores"]).float(), torch.from_numpy(data["y_true"]).long()
     classes = [str(c) for c in data["classes"]]

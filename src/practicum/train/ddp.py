@@ -97,6 +97,17 @@ class RankRun:
 
     def __init__(self, run_dir: Path, resumed: bool, cfg, run_id: str):
         self.dir, self.resumed, self.cfg, self.id = Path(run_dir), resumed, cfg, run_id
+        self.scope_start = 0
+        self.index = None
+
+    @property
+    def tb_dir(self) -> Path:
+        return self.dir / "tb"
+
+    def scope(self, name: str):
+        from practicum.runs import Scope
+
+        return Scope(self, name)
 
     def log(self, *args, **kwargs) -> None:
         pass

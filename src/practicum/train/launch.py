@@ -25,11 +25,25 @@ def launched() -> bool:
 
 
 def cmd_run_distributed(args) -> int:
+    if not launched() and args.nproc < 2:
+        raise UsageError(f"--nproc {args.nproc}: give 2 or more processes")
+    require_ddp(args)
     if launched():
         return run_rank(args)
-    if args.nproc < 2:
-        raise UsageError(f"--nproc {args.nproc}: give 2 or more processes")
     return spawn(args.nproc, rank_argv(args))
+
+
+def require_ddp(args) -> None:
+    """Only practicals on the shared fit loop shard their data over processes; any other would
+    run N whole copies, so it is refused before anything starts."""
+    from practicum.config import load_experiment
+    from practicum.tasks import supports_ddp
+
+    cfg = load_experiment(args.experiment, args.override, seed=args.seed, quick=args.quick)
+    if not supports_ddp(cfg.task):
+        world = os.environ.get("WORLD_SIZE") if launched() else args.nproc
+        raise UsageError(f"{cfg.name}: the practical '{cfg.task}' does not train under DDP (its loop is not the "
+                         f"shared fit loop); run it as one process, without --nproc {world} or torchrun")
 
 
 def rank_argv(args) -> list[str]:
@@ -80,8 +94,7 @@ def spawn(nproc: int, argv: list[str]) -> int:
 def run_rank(args) -> int:
     """One rank of a distributed ``practicum run``: rank 0 claims, records and reports."""
     from practicum.config import load_experiment
-    from practicum.execute import execute, start
-    from practicum.practicals import task_module
+    from practicum.execute import execute, run_task, start
     from practicum.train import ddp
 
     ddp.init()
@@ -100,7 +113,7 @@ def run_rank(args) -> int:
         if action == "busy":
             raise PracticumError(f"{cfg.name}: run {run_id} of this config is in progress; wait for it")
         if not ddp.is_main():
-            task_module(cfg.task).run(cfg, ddp.RankRun(Path(run_dir), action == "resume", cfg, run_id))
+            run_task(cfg, ddp.RankRun(Path(run_dir), action == "resume", cfg, run_id))
             return 0
         print(f"{cfg.name}: {'resuming' if run.resumed else 'starting'} run {run.id} in {run.dir} "
               f"on {ddp.world_size()} processes", file=sys.stderr)

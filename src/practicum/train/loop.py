@@ -1,52 +1,68 @@
-"""The one fit loop every torch practical uses.
+"""The one fit loop every minibatch practical uses.
 
-    state = fit(model, opt, sched, task, train_loader, {"test": test_loader}, FitConfig(epochs=10), run, rec)
+    state = fit(model, opt, sched, objective, train_loader, {"val": val_loader}, FitConfig(epochs=10), run)
 
-Per step: a batch (index slice of this epoch's permutation), forward (bf16 autocast if asked:
-bfloat16 needs no gradient scaler, so there is none to checkpoint),
-the task's loss, backward, optional gradient clipping, optimizer and scheduler step. Every
-``log_steps`` the mean training loss/metrics since the last log go to the run store and
-TensorBoard; every ``eval_steps`` and at each epoch end every evaluation split is measured,
-the best checkpoint (by ``best_metric``) kept, and early stopping checked; every
-``checkpoint_steps`` and at each epoch end the whole state is saved for an exact resume.
+Per step: a batch (``loader.batch(order, i)``: a slice of this epoch's order), the objective's
+``step`` (forward and loss; under bf16 autocast when asked: bfloat16 needs no gradient scaler,
+so there is none to checkpoint), backward, optional gradient clipping, optimizer and scheduler
+step. A loss that is not finite stops the run (``Diverged``) before anything is saved, so the
+last checkpoint is the last good state. Every ``log_steps`` the mean training loss and sums
+since the last log go to the run store and TensorBoard; every ``eval_steps`` and at each epoch
+end every evaluation split is measured, the best checkpoint (by ``best_metric``, a validation
+split) kept, and early stopping checked; every ``checkpoint_steps`` and at each epoch end the
+whole state is saved for an exact resume.
 
-What is problem-specific (loss, metrics) comes from a ``Task`` (train/tasks.py); data from
-``Loader``s (data/tensors.py). Everything ``LoopState`` holds goes into the checkpoint, together
-with model, optimizer, scheduler and random states (train/checkpoint.py), so a run killed at any
-step and resumed from its last checkpoint produces the same weights and metrics.
+What is problem-specific comes from an ``Objective`` (train/objective.py), the data from
+loaders with ``steps_per_epoch``, ``order(epoch)``, ``batch(order, i)`` and a ``generator``
+(data/tensors.py, data/arrays.py). Everything ``LoopState`` holds goes into the checkpoint,
+with model, optimizer, scheduler, the objective's memory and every random state
+(train/checkpoint.py), so a run killed at any step and resumed produces the same weights and metrics.
+
+A run that trains several models in turn calls ``fit`` once per model on ``run.scope(name)``:
+each scope has its own checkpoints, TensorBoard directory and metric splits (``train-gru``),
+and a resumed run skips the scopes whose checkpoint says they are done.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any
 
 import torch
 from torch import nn
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
-from practicum.data.tensors import Loader
-from practicum.errors import UsageError
+from practicum.errors import PracticumError, UsageError
 from practicum.train import checkpoint, ddp
-from practicum.train.tasks import Task
+from practicum.train.device import autocast, resolve_precision
+from practicum.train.objective import Objective
+
+CURVE_POINTS = 60  # default log_steps: about this many training points per run
+
+
+class Diverged(PracticumError):
+    """The loss became NaN or infinite: the run stops (exit 1) and keeps its last good checkpoint."""
 
 
 @dataclass
 class FitConfig:
     epochs: int
-    log_steps: int = 0  # 0: log training metrics at epoch ends only
+    log_steps: int | None = None  # None: about CURVE_POINTS points over the run; 0: epoch ends only
     eval_steps: int = 0  # 0: evaluate at epoch ends only
     eval_epochs: int = 1  # evaluate at the end of every N-th epoch (and of the last)
     checkpoint_steps: int = 0  # 0: checkpoint at epoch ends only
-    best_metric: str | None = None  # "split/name", e.g. "test/accuracy": keep checkpoints/best.pt
+    best_metric: str | None = None  # "split/name", e.g. "val/accuracy": keep checkpoints/best.pt
     early_stop_patience: int | None = None  # stop after this many evaluations without a new best
     restore_best: bool = False  # end with the best weights (seed 004's Runner), not the last
     grad_clip: float | None = None  # max global gradient norm
-    bf16: bool = False  # bfloat16 autocast for forward passes
-    progress: bool = True  # a progress bar, shown only when stderr is a terminal
+    precision: str = "fp32"  # fp32 | bf16 | auto (train/device.py)
+    progress: bool = True  # a progress bar, shown only on a terminal or in a notebook
+    tensorboard: bool = True
+    label: str = "model"  # names the model in messages (a diverged run says which one)
 
 
 @dataclass
@@ -54,8 +70,8 @@ class LoopState:
     step: int = 0  # optimizer steps done
     epoch: int = 0  # epochs completed
     position: int = 0  # batches of the current epoch done
-    order: torch.Tensor | None = None  # (N,) the current epoch's permutation
-    window: dict = field(default_factory=dict)  # training sums since the last log; "n" = samples
+    order: Any = None  # the current epoch's order (a permutation, or what the loader draws)
+    window: dict = field(default_factory=dict)  # training sums since the last log; "n" = their weight
     epoch_sums: dict = field(default_factory=dict)  # training sums of the current epoch
     last_train: dict = field(default_factory=dict)  # means of the last completed epoch
     last_eval: dict = field(default_factory=dict)  # {split: {name: tensor}} of the latest evaluation
@@ -65,49 +81,67 @@ class LoopState:
     stopped_early: bool = False
     seconds: float = 0.0  # training wall time of the current epoch so far (evaluation excluded)
     epoch_seconds: list = field(default_factory=list)  # of every completed epoch
+    done: bool = False  # fit() returned: a resumed run skips this scope
 
 
-def fit(model: nn.Module, opt: torch.optim.Optimizer, sched, task: Task, train: Loader,
-        evals: dict[str, Loader], cfg: FitConfig, run, rec: "Recorder", *,
-        on_eval: Callable[[LoopState, dict], None] | None = None) -> LoopState:
-    """Train ``model`` for ``cfg.epochs`` (resuming from run's last checkpoint if it resumes)."""
+class Autocast(nn.Module):
+    """Runs the wrapped module's forward under bf16 autocast (only built when bf16 is on)."""
+
+    def __init__(self, module: nn.Module, device: torch.device, dtype: torch.dtype):
+        super().__init__()
+        self.module, self.device, self.dtype = module, device, dtype
+
+    def forward(self, *args, **kwargs):
+        with autocast(self.device, self.dtype):
+            return self.module(*args, **kwargs)
+
+
+def fit(model: nn.Module, opt: torch.optim.Optimizer, sched, objective: Objective, train,
+        evals: dict, cfg: FitConfig, run, rec: "Recorder | None" = None) -> LoopState:
+    """Train ``model`` for ``cfg.epochs`` (resuming from ``run``'s last checkpoint if it resumes)."""
     if cfg.best_metric and cfg.best_metric.split("/")[0] not in evals:
-        raise UsageError(f"best_metric '{cfg.best_metric}': no evaluation split "
-                         f"'{cfg.best_metric.split('/')[0]}' (have: {', '.join(evals)})")
+        raise UsageError(f"train.best_metric '{cfg.best_metric}': no evaluation split "
+                         f"'{cfg.best_metric.split('/')[0]}' (have: {', '.join(evals) or 'none'})")
+    rec = rec or Recorder(run, tensorboard=cfg.tensorboard)
     last_path, best_path = run.checkpoint_path("last.pt"), run.checkpoint_path("best.pt")
     state = LoopState()
     if run.resumed and last_path.exists():
-        state = restore(last_path, model, opt, sched, train, run)
-    elif run.resumed:  # killed before its first checkpoint: start over, dropping what it logged
-        run.rewind_metrics(0)
+        state = restore(last_path, model, opt, sched, train, objective, run)
+    elif run.resumed:  # killed before this scope's first checkpoint: start it over
+        run.rewind_metrics(run.scope_start)
     rec.start(purge_step=state.step + 1 if run.resumed else None)
-    net = ddp.wrap(model)  # after the restore: DDP copies rank 0's weights to every rank
+    if state.done:
+        return state
+
+    device = next(model.parameters()).device
+    dtype = resolve_precision(cfg.precision, device)
+    ddp_net = ddp.wrap(model)  # after the restore: DDP copies rank 0's weights to every rank
+    net = Autocast(ddp_net, device, dtype) if dtype else ddp_net
+    eval_net = Autocast(model, device, dtype) if dtype else model
     steps = train.steps_per_epoch
-    device_type = next(model.parameters()).device.type
+    log_steps = cfg.log_steps if cfg.log_steps is not None else max(1, cfg.epochs * steps // CURVE_POINTS)
     bar = tqdm(total=cfg.epochs * steps, initial=state.step, unit="step", leave=False, dynamic_ncols=True,
-               disable=not (cfg.progress and ddp.is_main() and sys.stderr.isatty()))
+               desc=cfg.label, disable=not (cfg.progress and ddp.is_main() and interactive()))
 
     def log_train(lr: float) -> None:
         w = state.window
-        metrics = {"loss": w["loss"] / w["n"], **{k: v / w["n"] for k, v in w.items() if k not in ("loss", "n")}}
+        metrics = {k: v / w["n"] for k, v in w.items() if k != "n"}
         rec.log({**metrics, "lr": lr}, split="train", step=state.step, epoch=state.step / steps)
         bar.set_postfix(loss=f"{metrics['loss']:.4f}")
         state.window = {}
 
     def evaluate_all() -> None:
         ddp.sync_buffers(model)  # every rank evaluates with rank 0's BatchNorm statistics
-        state.last_eval = {split: evaluate(model, loader, task, cfg.bf16) for split, loader in evals.items()}
+        state.last_eval = {split: evaluate(eval_net, loader, objective) for split, loader in evals.items()}
         for split, results in state.last_eval.items():
             rec.log(scalars(results), split=split, step=state.step, epoch=state.step / steps)
-        if on_eval:
-            on_eval(state, state.last_eval)
         if cfg.best_metric:
             split, name = cfg.best_metric.split("/", 1)
             if name not in state.last_eval[split]:
-                raise UsageError(f"best_metric '{cfg.best_metric}': no metric '{name}' "
+                raise UsageError(f"train.best_metric '{cfg.best_metric}': no metric '{name}' "
                                  f"(have: {', '.join(scalars(state.last_eval[split]))})")
             score = float(state.last_eval[split][name])
-            sign = 1 if task.higher_is_better(name) else -1
+            sign = 1 if objective.higher_is_better(name) else -1
             if state.best is None or sign * score > sign * state.best:
                 state.best, state.best_step, state.bad_evals = score, state.step, 0
                 if ddp.is_main():
@@ -118,31 +152,30 @@ def fit(model: nn.Module, opt: torch.optim.Optimizer, sched, task: Task, train: 
                 state.stopped_early = bool(cfg.early_stop_patience and state.bad_evals >= cfg.early_stop_patience)
 
     def save() -> None:
-        save_state(last_path, model, opt, sched, train, state, run, rec)
+        save_state(last_path, model, opt, sched, train, objective, state, run, rec)
 
     while state.epoch < cfg.epochs and not state.stopped_early:
         if state.order is None:
-            state.order = train.order()
+            state.order = train.order(state.epoch)
         net.train()
         tick = time.perf_counter()
         while state.position < steps and not state.stopped_early:
-            x, y = train.batch(state.order, state.position)  # (B, C, H, W), (B,)
-            with torch.autocast(device_type, dtype=torch.bfloat16, enabled=cfg.bf16):
-                logits = net(x)
-            loss = task.loss(logits.float(), y)
+            s = objective.step(net, train.batch(state.order, state.position))
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            s.loss.backward()
             if cfg.grad_clip:
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             lr = opt.param_groups[0]["lr"]  # the rate this step used
             opt.step()
             sched.step()
+            if objective.after_step:
+                objective.after_step(model)
             state.step, state.position = state.step + 1, state.position + 1
-            accumulate(state, loss, logits.detach().float(), y, task)
+            accumulate(state, s, cfg, lr, steps)
             bar.update()
             if state.position == steps:
                 break  # the epoch end below logs, evaluates and checkpoints
-            if cfg.log_steps and state.step % cfg.log_steps == 0:
+            if log_steps and state.step % log_steps == 0:
                 log_train(lr)
             if cfg.eval_steps and state.step % cfg.eval_steps == 0:
                 state.seconds += time.perf_counter() - tick
@@ -158,45 +191,71 @@ def fit(model: nn.Module, opt: torch.optim.Optimizer, sched, task: Task, train: 
         log_train(lr)
         if (state.epoch + 1) % cfg.eval_epochs == 0 or state.epoch + 1 == cfg.epochs:
             evaluate_all()
-        s = state.epoch_sums
-        state.last_train = {k: v / s["n"] for k, v in s.items() if k != "n"}
+        s_ = state.epoch_sums
+        state.last_train = {k: v / s_["n"] for k, v in s_.items() if k != "n"}
         state.epoch, state.position, state.order, state.epoch_sums = state.epoch + 1, 0, None, {}
         save()
     bar.close()
 
     if cfg.restore_best and best_path.exists():  # evaluate the best weights instead of the last
         model.load_state_dict(checkpoint.load(best_path)["model"])
-        state.last_eval = {split: evaluate(model, loader, task, cfg.bf16) for split, loader in evals.items()}
+        state.last_eval = {split: evaluate(eval_net, loader, objective) for split, loader in evals.items()}
+    state.done = True
+    save()
+    run.scope_start = run.metrics_position()
     return state
 
 
-def accumulate(state: LoopState, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor, task: Task) -> None:
-    """Add a training batch's sums to the log window and the epoch (Python floats: exact on resume)."""
-    n = len(y)
-    sums = {"loss": loss.item() * n, **{k: v.item() for k, v in task.batch_stats(logits, y).items()}, "n": n}
+def accumulate(state: LoopState, s, cfg: FitConfig, lr: float, steps: int) -> None:
+    """Add a training batch's sums to the log window and the epoch (Python floats: exact on resume).
+    A loss that is not finite stops the run here, before the next checkpoint could keep it."""
+    loss = s.loss.item()
+    if not math.isfinite(loss):
+        raise Diverged(f"{cfg.label} diverged at step {state.step} (epoch {state.step / steps:.2f}): loss = {loss}, "
+                       f"learning rate {lr:.3g}; try a lower optim.lr or set optim.grad_clip (e.g. 1.0). "
+                       "The last good checkpoint is kept")
+    sums = {"loss": loss * s.n, **{k: float(v) for k, v in s.sums.items()}, "n": s.n}
     for acc in (state.window, state.epoch_sums):
         for k, v in sums.items():
             acc[k] = acc.get(k, 0) + v
 
 
+def interactive() -> bool:
+    """A terminal or a Jupyter kernel (tqdm.auto draws a widget there)."""
+    return sys.stderr.isatty() or "ipykernel" in sys.modules
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: Loader, task: Task, bf16: bool = False) -> dict[str, torch.Tensor]:
-    """The task's metrics and the mean loss over ``loader`` (over every rank's shard under DDP)."""
+def evaluate(net: nn.Module, loader, objective: Objective) -> dict[str, torch.Tensor]:
+    """The objective's metrics and the mean loss over ``loader`` (over every rank's shard under DDP).
+    The objective's memory (a training batch's carried state) is set aside meanwhile."""
     from torchmetrics import MeanMetric
 
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    metrics = {"loss": MeanMetric().to(device), **{k: m.to(device) for k, m in task.metrics().items()}}
-    for x, y in loader:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            logits = model(x).float()
-        metrics["loss"].update(task.loss(logits, y), weight=len(y))
+    was_training = net.training
+    net.eval()
+    device = next(net.parameters()).device
+    carried = dict(objective.memory)
+    objective.memory.clear()
+    metrics = {"loss": MeanMetric().to(device), **{k: m.to(device) for k, m in objective.metrics().items()}}
+    for batch in loader:
+        s = objective.step(net, batch)
+        metrics["loss"].update(s.loss, weight=s.n)
         for name, metric in metrics.items():
             if name != "loss":
-                metric.update(logits, y)
-    model.train(was_training)
+                metric.update(*s.out)
+    objective.memory.clear()
+    objective.memory.update(carried)
+    net.train(was_training)
     return {name: metric.compute().cpu() for name, metric in metrics.items()}
+
+
+def evaluate_once(model: nn.Module, loader, objective: Objective, precision: str = "fp32") -> dict:
+    """``evaluate`` outside ``fit``, at the run's precision: the test split of a run that selects
+    its weights on validation data is measured this way, once, on the selected weights."""
+    device = next(model.parameters()).device
+    dtype = resolve_precision(precision, device)
+    ddp.sync_buffers(model)
+    return evaluate(Autocast(model, device, dtype) if dtype else model, loader, objective)
 
 
 def scalars(results: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -204,31 +263,61 @@ def scalars(results: dict[str, torch.Tensor]) -> dict[str, float]:
     return {k: float(v) for k, v in results.items() if torch.as_tensor(v).numel() == 1}
 
 
+def summarize(state: LoopState, model: nn.Module, best_metric: str | None = None) -> dict[str, float]:
+    """The summary every fit run reports: final evaluation, last epoch's training means, timing."""
+    from statistics import fmean
+
+    from practicum.models import count_parameters
+
+    summary = {f"{split}/{k}": v for split, res in state.last_eval.items() for k, v in scalars(res).items()}
+    summary.update({f"train/{k}": float(v) for k, v in state.last_train.items()})
+    summary.update({
+        "train/seconds_per_epoch": fmean(state.epoch_seconds) if state.epoch_seconds else float("nan"),
+        "train/epochs": float(state.epoch),
+        "train/steps": float(state.step),
+        "train/stopped_early": float(state.stopped_early),
+        "train/processes": float(ddp.world_size()),
+        "model/parameters": float(count_parameters(model)),
+        "model/trainable_parameters": float(count_parameters(model, trainable_only=True)),
+    })
+    if state.best is not None:
+        summary["best/" + best_metric] = state.best
+        summary["best/step"] = float(state.best_step)
+    return summary
+
+
 # ---------------------------------------------------------------------------------------------
 # Checkpoints of the whole loop
 
 
-def save_state(path, model, opt, sched, train: Loader, state: LoopState, run, rec) -> None:
+def save_state(path, model, opt, sched, train, objective: Objective, state: LoopState, run, rec) -> None:
     rng = ddp.all_gather_object(checkpoint.rng_state(train.generator))  # one entry per rank
+    memory = ddp.all_gather_object(objective.memory)  # each rank carries its own rows
     if not ddp.is_main():
         return
     rec.flush()
     checkpoint.save(path, {
         "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-        "rng": rng,
+        "rng": rng, "memory": memory,
         "loop": dataclasses.asdict(state), "metrics_position": run.metrics_position(),
     })
 
 
-def restore(path, model, opt, sched, train: Loader, run) -> LoopState:
+def restore(path, model, opt, sched, train, objective: Objective, run) -> LoopState:
     ck = checkpoint.load(path)
     model.load_state_dict(ck["model"])
     opt.load_state_dict(ck["optimizer"])
     sched.load_state_dict(ck["scheduler"])
-    rng = ck["rng"]
-    checkpoint.set_rng_state(rng[ddp.rank()] if ddp.rank() < len(rng) else rng[0], train.generator)
-    run.rewind_metrics(ck["metrics_position"])
-    return LoopState(**ck["loop"])
+    mine = lambda per_rank: per_rank[ddp.rank()] if ddp.rank() < len(per_rank) else per_rank[0]  # noqa: E731
+    checkpoint.set_rng_state(mine(ck["rng"]), train.generator)
+    objective.memory.clear()
+    objective.memory.update(mine(ck.get("memory") or [{}]))
+    state = LoopState(**ck["loop"])
+    if state.done:  # a finished scope's lines are followed by the next scope's: leave them
+        run.scope_start = ck["metrics_position"]
+    else:
+        run.rewind_metrics(ck["metrics_position"])
+    return state
 
 
 # ---------------------------------------------------------------------------------------------
@@ -236,7 +325,7 @@ def restore(path, model, opt, sched, train: Loader, run) -> LoopState:
 
 
 class Recorder:
-    """``run.log`` plus TensorBoard scalars (``<name>/<split>``) in ``run.dir/tb``; at the end an
+    """``run.log`` plus TensorBoard scalars (``<name>/<split>``) in ``run.tb_dir``; at the end an
     HParams entry with the final metrics. Only rank 0 writes."""
 
     def __init__(self, run, tensorboard: bool = True):
@@ -247,7 +336,7 @@ class Recorder:
             from torch.utils.tensorboard import SummaryWriter
 
             # purge_step hides events a killed run wrote after its last checkpoint.
-            self.writer = SummaryWriter(str(self.run.dir / "tb"), purge_step=purge_step)
+            self.writer = SummaryWriter(str(self.run.tb_dir), purge_step=purge_step)
 
     def log(self, metrics: dict[str, float], *, split: str, step: int, epoch: float | None = None) -> None:
         self.run.log(metrics, split=split, step=step, epoch=epoch)
@@ -263,6 +352,7 @@ class Recorder:
         if not self.writer:
             return
         clean = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in hparams.items()}
-        self.writer.add_hparams(clean, {f"hparam/{k}": float(v) for k, v in final.items()}, run_name=".")
+        finite = {f"hparam/{k}": float(v) for k, v in final.items() if isinstance(v, (int, float))}
+        self.writer.add_hparams(clean, finite, run_name=".")
         self.writer.close()
         self.writer = None

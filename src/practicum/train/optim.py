@@ -236,3 +236,19 @@ def _bce(label_smoothing: float = 0.0):
 
 def build_loss(name: str, label_smoothing: float = 0.0) -> Callable:
     return LOSSES[name](label_smoothing=label_smoothing)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def build_training(o, params, steps_per_epoch: int, epochs: int):
+    """(optimizer, per-step schedule) from an ``[optim]`` section (train/config.py): the same
+    keys build the same thing in every practical."""
+    s = o.schedule
+    opt = build_optimizer(o.name, params, o.lr, momentum=o.momentum, nesterov=o.nesterov,
+                          weight_decay=o.weight_decay, betas=o.betas, eps=o.eps)
+    warmup = s.warmup_steps if s.warmup_steps is not None else round(s.warmup_epochs * steps_per_epoch)
+    sched = build_schedule(opt, s.name, total_steps=epochs * steps_per_epoch, warmup_steps=warmup,
+                           step_size=max(1, round(s.step_epochs * steps_per_epoch)), gamma=s.gamma,
+                           final=s.final, pct_start=s.pct_start, start=s.start)
+    return opt, sched

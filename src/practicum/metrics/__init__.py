@@ -1,0 +1,1 @@
+"""Metrics computed outside the fit loop's torchmetrics: multi-label summaries, BLEU."""

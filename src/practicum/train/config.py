@@ -1,0 +1,112 @@
+"""The config sections every torch practical shares, so one concept has one key everywhere.
+
+    [optim]   name, lr, batch_size, momentum, nesterov, weight_decay, betas, eps, grad_clip, [optim.schedule]
+    [train]   epochs, device, threads, precision, channels_last, and the fit loop's settings
+              (log_steps, eval_steps, eval_epochs, checkpoint_steps, best_metric, early stopping)
+
+A sweep axis such as ``optim.lr``, ``optim.batch_size`` or ``train.precision`` is written once for
+every practical. A practical subclasses a section to add what only it has (classify's loss) or to
+change a default (the language model's learning rate).
+
+Names are checked when the file is loaded: an unknown optimizer, schedule or loss is a config
+error naming the key and the nearest valid name, before any run directory exists.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from practicum.config import Section
+
+
+def check_name(kind: str, name: str) -> str:
+    """``name`` if the registry of ``kind`` holds it, else a ValueError naming the nearest one."""
+    from practicum.train import optim  # the registries (imports torch: only when a file is loaded)
+
+    registry = {"optimizer": optim.OPTIMIZERS, "schedule": optim.SCHEDULES, "loss": optim.LOSSES}[kind]
+    registry[name]  # raises UsageError with the nearest valid name
+    return name
+
+
+class Schedule(Section):
+    name: str = Field("constant", description="constant | step | cosine | onecycle")
+    warmup_epochs: float = Field(0.0, ge=0, description="linear warm-up (combines with any schedule)")
+    warmup_steps: int | None = Field(None, ge=0, description="warm-up in steps (overrides warmup_epochs)")
+    step_epochs: float = Field(1.0, gt=0, description="step: multiply by gamma every N epochs")
+    gamma: float = Field(0.1, gt=0)
+    final: float | None = Field(None, ge=0, description="cosine/onecycle: final multiplier of lr")
+    pct_start: float | None = Field(None, gt=0, lt=1, description="onecycle: share of steps going up")
+    start: float | None = Field(None, gt=0, description="onecycle: starting multiplier of lr")
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        return check_name("schedule", name)
+
+
+class Optim(Section):
+    name: str = Field("adam", description="sgd | adam | adamw | adagrad | adadelta | rmsprop, or the "
+                      "from-scratch scratch-{sgd,momentum,adagrad,rmsprop,adadelta,adam}")
+    lr: float = Field(1e-3, gt=0)
+    batch_size: int = Field(64, gt=0)
+    momentum: float = Field(0.0, ge=0, lt=1, description="sgd, rmsprop")
+    nesterov: bool = False
+    weight_decay: float | None = Field(None, ge=0, description="default: the optimizer's own")
+    betas: tuple[float, float] | None = None
+    eps: float | None = None
+    grad_clip: float | None = Field(None, gt=0, description="max global gradient norm")
+    schedule: Schedule = Schedule()
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        return check_name("optimizer", name)
+
+
+class Train(Section):
+    """How to train: length, hardware and the fit loop's evaluation and checkpoint cadence."""
+
+    epochs: int = Field(10, gt=0)
+    eval_batch_size: int = Field(1000, gt=0)
+    log_steps: int | None = Field(None, ge=0, description="log training metrics every N steps; default: "
+                                  "about 60 points over the run; 0: at epoch ends only")
+    eval_steps: int = Field(0, ge=0, description="evaluate every N steps, besides every epoch end")
+    eval_epochs: int = Field(1, gt=0, description="evaluate at the end of every N-th epoch (and the last)")
+    checkpoint_steps: int = Field(0, ge=0, description="checkpoint every N steps, besides epoch ends")
+    best_metric: str | None = Field(None, description="split/metric for checkpoints/best.pt, e.g. "
+                                    "'val/accuracy' (a validation split, never test)")
+    early_stop_patience: int | None = Field(None, gt=0, description="evaluations without a new best")
+    restore_best: bool = Field(False, description="final metrics of the best checkpoint, not the last")
+    precision: Literal["fp32", "bf16", "auto"] = Field(
+        "fp32", description="bf16: bfloat16 autocast; auto: bf16 on a GPU or a CPU with native bf16, else fp32")
+    channels_last: bool = Field(False, description="NHWC memory layout for convolutions")
+    threads: int = Field(0, ge=0, description="torch threads per process; 0: torch's own count (all cores), "
+                         "divided among the sweep workers and DDP processes of this host")
+    device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="auto: the GPU when one is present")
+    tensorboard: bool = True
+    progress: bool = True
+
+    @field_validator("best_metric")
+    @classmethod
+    def _validation_split(cls, metric: str | None) -> str | None:
+        if not metric:
+            return None
+        split = metric.split("/", 1)[0]
+        if "/" not in metric:
+            raise ValueError(f"'{metric}': expected split/metric, e.g. 'val/accuracy'")
+        if split == "test":
+            raise ValueError(f"'{metric}': model selection must not look at the test split; hold out a "
+                             "validation split of the training data (e.g. data.val_size) and name it ('val/...')")
+        return metric
+
+    def fit_config(self, grad_clip: float | None = None):
+        """The fit loop's settings (train/loop.py) from this section."""
+        from practicum.train.loop import FitConfig
+
+        return FitConfig(epochs=self.epochs, log_steps=self.log_steps, eval_steps=self.eval_steps,
+                         eval_epochs=self.eval_epochs, checkpoint_steps=self.checkpoint_steps,
+                         best_metric=self.best_metric, early_stop_patience=self.early_stop_patience,
+                         restore_best=self.restore_best, grad_clip=grad_clip, precision=self.precision,
+                         progress=self.progress, tensorboard=self.tensorboard)
