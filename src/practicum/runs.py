@@ -347,6 +347,11 @@ class Run:
     def artifact_path(self, name: str) -> Path:
         return self.dir / name
 
+    def write_table(self, name: str, columns: list[str], rows: list[list], caption: str = "") -> None:
+        """``tables/<name>.json``: the run report shows it under its caption (tables sort by name)."""
+        fileio.write_json(self.dir / "tables" / f"{name}.json",
+                          {"columns": columns, "rows": rows, "caption": caption}, sort_keys=False)
+
     # -- end -------------------------------------------------------------------------------
     def _close(self, status: str, **fields) -> None:
         self._metrics.close()

@@ -263,8 +263,6 @@ def save_outputs(run, model, test_set, results: dict) -> None:
     shown = shown[:, 0] if shown.shape[1] == 1 else shown.transpose(0, 2, 3, 1)  # (k, H, W[, C])
     fileio.save_npz(run.artifact_path("predictions.npz"), y_true=y_true, y_pred=y_pred,
                     mis_index=wrong, mis_images=shown, classes=np.array(classes), confusion=confusion)
-    fileio.write_json(run.dir / "tables" / "confusion.json", {
-        "columns": ["true \\ predicted", *classes],
-        "rows": [[name, *map(int, row)] for name, row in zip(classes, confusion)],
-        "caption": "Confusion matrix on the test set (rows: true class, columns: predicted class)",
-    })
+    run.write_table("confusion", ["true \\ predicted", *classes],
+                    [[name, *map(int, row)] for name, row in zip(classes, confusion)],
+                    "Confusion matrix on the test set (rows: true class, columns: predicted class)")

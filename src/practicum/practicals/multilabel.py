@@ -227,17 +227,12 @@ def save_outputs(run, cfg: Config, model, classes, results, test_names, summary)
     fileio.save_npz(npz, y_true=y.numpy().astype(np.int64), scores=probs.numpy(), classes=np.array(classes),
                     names=np.array(test_names))
     cols = ["accuracy", "label_accuracy", "precision", "recall", "f1", "f1_macro", "map"]
-    fileio.write_json(run.dir / "tables" / "metrics.json", {
-        "columns": ["model", "split", "parameters", "accuracy (exact match)", "label accuracy", "precision (micro)",
-                    "recall (micro)", "F1 (micro)", "F1 (macro)", "mAP"],
-        "rows": [[cfg.model.name, split, int(summary["model/parameters"]),
-                  *(round(summary[f"{split}/{c}"], 4) for c in cols)] for split in results],
-        "caption": f"Seed 000's table (threshold {cfg.train.threshold}, {cfg.data.image_size}px)",
-    })
-    fileio.write_json(run.dir / "tables" / "per_class.json", {
-        "columns": ["class", "positives", "precision", "recall", "F1", "AP"],
-        "rows": per_class(probs, y, classes, cfg.train.threshold),
-        "caption": "Per class on the test split",
-    })
+    run.write_table("metrics", ["model", "split", "parameters", "accuracy (exact match)", "label accuracy",
+                                "precision (micro)", "recall (micro)", "F1 (micro)", "F1 (macro)", "mAP"],
+                    [[cfg.model.name, split, int(summary["model/parameters"]),
+                      *(round(summary[f"{split}/{c}"], 4) for c in cols)] for split in results],
+                    f"Seed 000's table (threshold {cfg.train.threshold}, {cfg.data.image_size}px)")
+    run.write_table("per_class", ["class", "positives", "precision", "recall", "F1", "AP"],
+                    per_class(probs, y, classes, cfg.train.threshold), "Per class on the test split")
     pr_figure(npz, run.figure_path("pr_curves.png"),
               f"{cfg.model.name}: test F1 {summary['test/f1']:.3f}, mAP {summary['test/map']:.3f}")
