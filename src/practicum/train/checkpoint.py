@@ -5,6 +5,18 @@ str, bool, None): model and optimizer state dicts, the scheduler's counters, and
 state: Python's ``random``, NumPy's legacy global generator (its key array stored as a tensor),
 torch's CPU (and CUDA) generators, and the data loader's own ``torch.Generator``.
 Writes are atomic: ``torch.save`` into memory, then ``fileio.write_bytes`` (temp file + rename).
+
+The fit loop (train/loop.py) keeps its own state; the practicals whose loop is the lesson (the
+GANs, style transfer, activations, linear regression, the 2-D optimizer walks) resume through
+one pair here::
+
+    save_run_state(run, run.checkpoint_path("last.pt"), modules={"generator": g, ...},
+                   optimizers={...}, schedulers={...}, generators={"data": gen}, extra={"epoch": 3})
+    extra = load_run_state(run, path, modules=..., optimizers=..., ...)  # None: start from scratch
+
+``load_run_state`` puts the state back into the same objects, restores every random state and
+rewinds ``metrics.jsonl`` to where it stood at the save, so the lines a killed run logged after
+its last checkpoint are dropped and logged again, identically.
 """
 
 from __future__ import annotations
@@ -64,3 +76,56 @@ def load(path: Path) -> dict:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a checkpoint from another version, or a foreign file
         raise PracticumError(f"{path}: cannot load checkpoint ({type(e).__name__}: {e})") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Resume for the loops that are not the fit loop
+
+
+def save_run_state(run, path: Path, *, modules: dict | None = None, optimizers: dict | None = None,
+                   schedulers: dict | None = None, generators: dict | None = None, extra: dict | None = None,
+                   done: bool = False) -> None:
+    """Checkpoint a lesson loop: named modules, optimizers and schedulers (their state dicts), named
+    ``torch.Generator``s, every global random state, the metrics-file position, and ``extra``
+    (tensors and plain values: the loop's counters, recorded curves, sample frames).
+
+    ``done`` marks a finished part of a run that trains several things in turn (a GAN, then its
+    judge; one activation after another): resuming leaves the lines logged after it, which belong
+    to the next part, and a missing next checkpoint rewinds only to here (``run.scope_start``)."""
+    position = run.metrics_position()
+    save(path, {
+        "modules": {k: m.state_dict() for k, m in (modules or {}).items()},
+        "optimizers": {k: o.state_dict() for k, o in (optimizers or {}).items()},
+        "schedulers": {k: s.state_dict() for k, s in (schedulers or {}).items()},
+        "generators": {k: g.get_state() for k, g in (generators or {}).items()},
+        "rng": rng_state(), "extra": extra or {}, "done": done, "metrics_position": position,
+    })
+    if done:
+        run.scope_start = position
+
+
+def load_run_state(run, path: Path, *, modules: dict | None = None, optimizers: dict | None = None,
+                   schedulers: dict | None = None, generators: dict | None = None) -> dict | None:
+    """Restore what ``save_run_state`` wrote at ``path`` into the same objects and return its
+    ``extra``; None when there is nothing to resume: a fresh run, or a resumed one killed before
+    this checkpoint was first written (its metric lines since ``run.scope_start`` are dropped)."""
+    if not run.resumed:
+        return None
+    if not path.exists():
+        run.rewind_metrics(run.scope_start)
+        return None
+    ck = load(path)
+    for kind, objects in (("modules", modules), ("optimizers", optimizers), ("schedulers", schedulers)):
+        for name, obj in (objects or {}).items():
+            if name not in ck[kind]:
+                raise PracticumError(f"{path}: no {kind[:-1]} '{name}' in this checkpoint "
+                                     f"(it has: {', '.join(ck[kind]) or 'none'})")
+            obj.load_state_dict(ck[kind][name])
+    for name, gen in (generators or {}).items():
+        gen.set_state(ck["generators"][name])
+    set_rng_state(ck["rng"])
+    if ck["done"]:  # a finished part: what follows in metrics.jsonl is the next part's
+        run.scope_start = ck["metrics_position"]
+    else:
+        run.rewind_metrics(ck["metrics_position"])
+    return ck["extra"]

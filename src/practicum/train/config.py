@@ -4,6 +4,10 @@
     [train]   epochs, device, threads, precision, channels_last, and the fit loop's settings
               (log_steps, eval_steps, eval_epochs, checkpoint_steps, best_metric, early stopping)
 
+The practicals that keep their own loop (the loop is the lesson: the GANs, style transfer,
+activations, linear regression, the 2-D optimizer walks) subclass ``Compute``, the device,
+threads and precision keys alone, and add the loop settings they honour under the same names.
+
 A sweep axis such as ``optim.lr``, ``optim.batch_size`` or ``train.precision`` is written once for
 every practical. A practical subclasses a section to add what only it has (classify's loss) or to
 change a default (the language model's learning rate).
@@ -65,7 +69,17 @@ class Optim(Section):
         return check_name("optimizer", name)
 
 
-class Train(Section):
+class Compute(Section):
+    """Where and how a torch practical computes: the ``[train]`` keys every one of them shares."""
+
+    device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="auto: the GPU when one is present")
+    threads: int = Field(0, ge=0, description="torch threads per process; 0: torch's own count (all cores), "
+                         "divided among the sweep workers and DDP processes of this host")
+    precision: Literal["fp32", "bf16", "auto"] = Field(
+        "fp32", description="bf16: bfloat16 autocast; auto: bf16 on a GPU or a CPU with native bf16, else fp32")
+
+
+class Train(Compute):
     """How to train: length, hardware and the fit loop's evaluation and checkpoint cadence."""
 
     epochs: int = Field(10, gt=0)
@@ -79,12 +93,7 @@ class Train(Section):
                                     "'val/accuracy' (a validation split, never test)")
     early_stop_patience: int | None = Field(None, gt=0, description="evaluations without a new best")
     restore_best: bool = Field(False, description="final metrics of the best checkpoint, not the last")
-    precision: Literal["fp32", "bf16", "auto"] = Field(
-        "fp32", description="bf16: bfloat16 autocast; auto: bf16 on a GPU or a CPU with native bf16, else fp32")
     channels_last: bool = Field(False, description="NHWC memory layout for convolutions")
-    threads: int = Field(0, ge=0, description="torch threads per process; 0: torch's own count (all cores), "
-                         "divided among the sweep workers and DDP processes of this host")
-    device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="auto: the GPU when one is present")
     tensorboard: bool = True
     progress: bool = True
 
