@@ -1,4 +1,5 @@
-"""The hand-written optimizers against torch.optim, step for step; the 2-D study end to end."""
+"""The hand-written optimizers against torch.optim, step for step (both built by name through the one
+registry of train/optim.py); the 2-D study end to end."""
 
 import json
 from pathlib import Path
@@ -7,8 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from practicum.optimizers_scratch import SCRATCH_OPTIMIZERS, build
+from practicum.practicals.optim2d import registry_name
+from practicum.train.optim import OPTIMIZERS, build_optimizer
 
+
+def build(name, params, implementation="scratch", **hyper):
+    """``scratch-<name>`` or its torch twin, from the registry (as optim2d builds them)."""
+    return build_optimizer(registry_name(name, implementation), params, **hyper)
 
 
 HYPER = {
@@ -36,7 +42,7 @@ def _problem(seed=0):
 
 
 def test_registry_has_the_six():
-    assert SCRATCH_OPTIMIZERS.names() == sorted(HYPER)
+    assert [n for n in OPTIMIZERS.names() if n.startswith("scratch-")] == [f"scratch-{n}" for n in sorted(HYPER)]
 
 
 @pytest.mark.parametrize("name", sorted(HYPER))
@@ -46,7 +52,7 @@ def test_step_for_step_against_torch_optim(name):
     theirs = [W0.clone().requires_grad_(), b0.clone().requires_grad_()]
     opt_ours = build(name, ours, "scratch", **HYPER[name])
     opt_theirs = build(name, theirs, "torch", **HYPER[name])
-    assert type(opt_ours).__module__ == "practicum.optimizers_scratch"
+    assert type(opt_ours).__module__ == "practicum.train.optim_scratch"
     assert type(opt_theirs).__module__.startswith("torch.optim")
     for step in range(40):
         for params, opt in ((ours, opt_ours), (theirs, opt_theirs)):

@@ -1,11 +1,14 @@
 """D2L's optimizer chapter on a sheet of paper: six optimizers on 2-D test functions.
 
-Every optimizer in ``practicum.optimizers_scratch`` (SGD, momentum, AdaGrad, RMSProp, AdaDelta,
-Adam, written by hand) walks from D2L's start point ``(-5, -2)`` for ``steps`` steps on each test
-function; each walk is replayed with the torch.optim class of the same name and hyperparameters,
-and the largest coordinate difference between the two is recorded (float64, so it is rounding
-error or a bug). The trajectories are saved as data (``trajectories.npz``) and drawn from it:
-one contour grid per function and one convergence plot per function.
+Every optimizer of ``train/optim_scratch.py`` (SGD, momentum, AdaGrad, RMSProp, AdaDelta, Adam,
+written by hand; ``scratch-<name>`` in the registry of train/optim.py) walks from D2L's start
+point ``(-5, -2)`` for ``steps`` steps on each test function; each walk is replayed with the
+torch.optim optimizer of the same name and hyperparameters (momentum: torch's SGD with momentum),
+both built by ``build_optimizer``, and the largest coordinate difference between the two is
+recorded (float64, so it is rounding error or a bug). The trajectories, f along them and f on a
+grid are saved as data (``trajectories.npz``) and drawn from it (report/optim2d.py): one contour
+grid per function and one convergence plot per function. The walk is the lesson: it keeps its
+own loop.
 
 The test functions, all from D2L:
 
@@ -20,13 +23,16 @@ The test functions, all from D2L:
 D2L's hyperparameters where it gives them (sgd 0.4; momentum 0.6 with beta 0.5; AdaGrad 0.4;
 RMSProp 0.4 with gamma 0.9); AdaDelta and Adam are not shown on these functions in D2L, their
 settings here are ours (see the catalog entry).
+
+Resume: a checkpoint after each function's walks (train/checkpoint.py); a walk whose f is not
+finite stops the run (exit 1).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -34,10 +40,10 @@ from pydantic import Field, field_validator
 
 from practicum import fileio
 from practicum.config import Experiment, Section
-from practicum.optimizers_scratch import SCRATCH_OPTIMIZERS, build
-from practicum.registry import Registry
-from practicum.train.device import torch_threads
+from practicum.errors import UsageError
+from practicum.registry import Registry, nearest
 from practicum.runs import Run
+from practicum.train import config
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,13 @@ FUNCTIONS.register("saddle", TestFunction(
     (-6.0, 6.0, -3.0, 3.0), None))
 
 OPTIMIZERS = ["sgd", "momentum", "adagrad", "rmsprop", "adadelta", "adam"]
+
+
+def registry_name(optimizer: str, implementation: str) -> str:
+    """The name ``build_optimizer`` knows: ``scratch-<name>``, or torch's own (momentum = SGD's)."""
+    if implementation == "scratch":
+        return f"scratch-{optimizer}"
+    return "sgd" if optimizer == "momentum" else optimizer
 
 
 # -- config: one strict section per optimizer, holding exactly its hyperparameters ---------------
@@ -114,12 +127,22 @@ class Study(Section):
     @classmethod
     def _known_optimizers(cls, names):
         for n in names:
-            SCRATCH_OPTIMIZERS[n]
+            if n not in OPTIMIZERS:
+                raise ValueError(f"unknown optimizer '{n}'{nearest(n, OPTIMIZERS)}; valid: {', '.join(OPTIMIZERS)}")
         return names
 
 
+class Train(config.Compute):
+    device: Literal["auto", "cpu", "cuda", "mps"] = Field(
+        "cpu", description="a walk of one 2-vector: the CPU is fastest; cuda works, mps has no float64")
+    threads: int = Field(1, ge=0, description="torch threads; a 2-vector needs one (0: all cores)")
+    precision: Literal["fp32"] = Field("fp32", description="the walks are float64 and have no forward pass to autocast")
+
+
 class Config(Experiment):
+    version: ClassVar[int] = 2  # the registry's optimizers (torch's fused kernels), resume, data-drawn figures
     study: Study = Study()
+    train: Train = Train()
     sgd: SGDCfg = SGDCfg()
     momentum: MomentumCfg = MomentumCfg()
     adagrad: AdaGradCfg = AdaGradCfg()
@@ -131,71 +154,91 @@ class Config(Experiment):
 # ---------------------------------------------------------------------------------------------
 
 
-def walk(fn: TestFunction, optimizer: str, hyper: dict, steps: int, implementation: str) -> np.ndarray:
-    """(steps + 1, 2) float64 trajectory from ``fn.start``; it ends early (shorter array) when it
-    leaves the function's box or goes non-finite."""
-    x = torch.tensor(fn.start, dtype=torch.float64, requires_grad=True)
-    opt = build(optimizer, [x], implementation, **hyper)
+def walk(fn: TestFunction, optimizer: str, hyper: dict, steps: int, implementation: str,
+         device: torch.device | str = "cpu") -> np.ndarray:
+    """(steps + 1, 2) float64 trajectory from ``fn.start``; on an unbounded function it ends early
+    (a shorter array) when it leaves the box. A non-finite f is ``Diverged``."""
+    from practicum.train.divergence import check_finite
+    from practicum.train.optim import build_optimizer
+
+    x = torch.tensor(fn.start, dtype=torch.float64, device=device, requires_grad=True)
+    opt = build_optimizer(registry_name(optimizer, implementation), [x], **hyper)
     lo1, hi1, lo2, hi2 = fn.box
     path = [x.detach().clone()]
-    for _ in range(steps):
+    for t in range(1, steps + 1):
         opt.zero_grad()
         fn.f(x).backward()
         opt.step()
         path.append(x.detach().clone())
+        check_finite(float(fn.f(path[-1])), label=f"{optimizer} ({implementation})", step=t,
+                     lr=hyper["lr"], hint=f"try a lower {optimizer}.lr")
         x1, x2 = path[-1].tolist()
-        outside = not (lo1 <= x1 <= hi1 and lo2 <= x2 <= hi2)
-        if not (math.isfinite(x1) and math.isfinite(x2)) or fn.minimum is None and outside:
+        if fn.minimum is None and not (lo1 <= x1 <= hi1 and lo2 <= x2 <= hi2):
             break
-    return torch.stack(path).numpy()
+    return torch.stack(path).cpu().numpy()
 
 
 def run(cfg: Config, run: Run) -> dict:
-    with torch_threads(1):  # shared machines: see practicals/threads.py
-        return _run(cfg, run)
+    from practicum.report.optim2d import convergence_figure, trajectory_figure
+    from practicum.train import checkpoint
+    from practicum.train.device import resolve_device
 
-
-def _run(cfg: Config, run: Run) -> dict:
-    if run.resumed:  # seconds of work: start over
-        run.rewind_metrics(0)
-    rows, arrays, summary, worst = [], {}, {}, 0.0
+    device = resolve_device(cfg.train.device)
+    if device.type == "mps":
+        raise UsageError("train.device = 'mps': Apple's Metal backend has no float64; use 'cpu'")
+    path = run.checkpoint_path("last.pt")
+    p = checkpoint.load_run_state(run, path) or {"done": [], "rows": [], "arrays": {}, "summary": {}, "worst": 0.0}
     for fname in cfg.study.functions:
+        if fname in p["done"]:
+            continue
         fn = FUNCTIONS[fname]
         for oname in cfg.study.optimizers:
             hyper = getattr(cfg, oname).model_dump()
-            ours = walk(fn, oname, hyper, cfg.study.steps, "scratch")
-            theirs = walk(fn, oname, hyper, cfg.study.steps, "torch")
+            ours = walk(fn, oname, hyper, cfg.study.steps, "scratch", device)
+            theirs = walk(fn, oname, hyper, cfg.study.steps, "torch", device)
             n = min(len(ours), len(theirs))
             diff = float(np.abs(ours[:n] - theirs[:n]).max()) if len(ours) == len(theirs) else math.inf
-            worst = max(worst, diff)
+            p["worst"] = max(p["worst"], diff)
             values = fn.f(torch.from_numpy(ours)).numpy()  # (T,)
             for t, v in enumerate(values):
                 run.log({f"f_{fname}": float(v)}, split=oname, step=t)
-            arrays[f"{fname}.{oname}"] = ours
+            p["arrays"][f"{fname}.{oname}"] = torch.from_numpy(ours)
+            p["arrays"][f"values.{fname}.{oname}"] = torch.from_numpy(values)
             below = np.flatnonzero(values - (fn.minimum or 0.0) < 1e-2) if fn.minimum is not None else []
-            rows.append([fname, oname, _hyper_text(hyper), len(ours) - 1,
-                         round(float(ours[-1, 0]), 4), round(float(ours[-1, 1]), 4),
-                         _round(float(values[-1])),
-                         int(below[0]) if len(below) else None, f"{diff:.1e}"])
-            summary[f"{fname}/f_final_{oname}"] = float(values[-1])
-            summary[f"{fname}/dist_final_{oname}"] = float(np.linalg.norm(ours[-1]))
-    summary["torch/max_abs_diff"] = worst
+            p["rows"].append([fname, oname, _hyper_text(hyper), len(ours) - 1,
+                              round(float(ours[-1, 0]), 4), round(float(ours[-1, 1]), 4),
+                              _round(float(values[-1])), int(below[0]) if len(below) else None, f"{diff:.1e}"])
+            p["summary"][f"{fname}/f_final_{oname}"] = float(values[-1])
+            p["summary"][f"{fname}/dist_final_{oname}"] = float(np.linalg.norm(ours[-1]))
+        p["done"].append(fname)
+        checkpoint.save_run_state(run, path, extra=p)
 
-    fileio.save_npz(run.artifact_path("trajectories.npz"), **arrays)
-    fileio.write_json(run.dir / "tables" / "optimizers_2d.json", {
-        "columns": ["function", "optimizer", "hyperparameters", "steps", "x1", "x2", "f(x)",
-                    "first step with f - f* < 0.01", "max |scratch - torch.optim|"],
-        "rows": rows,
-        "caption": (f"Six from-scratch optimizers, {cfg.study.steps} steps from (-5, -2) "
-                    "((-5, 0.001) on the saddle, stopped when it leaves the box); last column: the "
-                    "same walk with torch.optim, float64"),
-    })
+    npz = run.artifact_path("trajectories.npz")
+    fileio.save_npz(npz, **{k: v.numpy() for k, v in p["arrays"].items()}, **figure_data(cfg))
+    run.write_table("optimizers_2d", ["function", "optimizer", "hyperparameters", "steps", "x1", "x2", "f(x)",
+                                      "first step with f - f* < 0.01", "max |scratch - torch.optim|"], p["rows"],
+                    caption=(f"Six from-scratch optimizers, {cfg.study.steps} steps from (-5, -2) "
+                             "((-5, 0.001) on the saddle, stopped when it leaves the box); last column: the "
+                             "same walk with torch.optim, float64"))
     for fname in cfg.study.functions:
-        trajectory_figure(run.artifact_path("trajectories.npz"), fname, cfg.study.optimizers, cfg,
-                          run.figure_path(f"trajectories_{fname}.png"))
-        convergence_figure(run.artifact_path("trajectories.npz"), fname, cfg.study.optimizers,
-                           run.figure_path(f"convergence_{fname}.png"))
-    return summary
+        trajectory_figure(npz, fname, cfg.study.optimizers, run.figure_path(f"trajectories_{fname}.png"))
+        convergence_figure(npz, fname, cfg.study.optimizers, run.figure_path(f"convergence_{fname}.png"))
+    return {**p["summary"], "torch/max_abs_diff": p["worst"]}
+
+
+def figure_data(cfg: Config, size: int = 200) -> dict[str, np.ndarray]:
+    """What the figures need besides the walks: f on a grid over each box, the formulas, minima
+    and every optimizer's settings as text."""
+    data = {f"hyper.{o}": np.array(_hyper_text(getattr(cfg, o).model_dump())) for o in cfg.study.optimizers}
+    for fname in cfg.study.functions:
+        fn = FUNCTIONS[fname]
+        lo1, hi1, lo2, hi2 = fn.box
+        g1, g2 = np.meshgrid(np.linspace(lo1, hi1, size), np.linspace(lo2, hi2, size))
+        data[f"grid.{fname}"] = fn.f(torch.from_numpy(np.stack([g1, g2], -1))).numpy()  # (size, size)
+        data[f"box.{fname}"] = np.array(fn.box)
+        data[f"formula.{fname}"] = np.array(fn.formula)
+        data[f"minimum.{fname}"] = np.array(math.nan if fn.minimum is None else fn.minimum)
+    return data
 
 
 def _hyper_text(hyper: dict) -> str:
@@ -204,59 +247,3 @@ def _hyper_text(hyper: dict) -> str:
 
 def _round(v: float) -> float | None:
     return float(f"{v:.4g}") if math.isfinite(v) else None
-
-
-# -- figures, drawn from trajectories.npz ------------------------------------------------------
-
-
-def trajectory_figure(npz, fname: str, optimizers: list[str], cfg: Config, path) -> None:
-    """D2L's ``show_trace_2d`` for every optimizer: contours of f and the walk on top."""
-    from practicum.report.plots import plt, save
-
-    fn = FUNCTIONS[fname]
-    lo1, hi1, lo2, hi2 = fn.box
-    g1, g2 = np.meshgrid(np.linspace(lo1, hi1, 200), np.linspace(lo2, hi2, 200))
-    fz = fn.f(torch.from_numpy(np.stack([g1, g2], -1))).numpy()  # (200, 200)
-    with np.load(npz) as z:
-        paths = {o: z[f"{fname}.{o}"] for o in optimizers}
-    cols = min(3, len(optimizers))
-    rows = math.ceil(len(optimizers) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
-    for ax, o in zip(axes.ravel(), optimizers):
-        ax.contour(g1, g2, fz, levels=15, colors="#1f77b4", linewidths=0.7)
-        p = paths[o]
-        ax.plot(p[:, 0], p[:, 1], "-o", color="#ff7f0e", markersize=3, linewidth=1)
-        ax.plot(*p[0], "ks", markersize=4)
-        ax.set_xlim(lo1, hi1)
-        ax.set_ylim(lo2, hi2)
-        f_end = float(fn.f(torch.from_numpy(p[-1])))
-        ax.set_title(f"{o} ({_hyper_text(getattr(cfg, o).model_dump())})\n"
-                     f"{len(p) - 1} steps, f = {f_end:.3g}", fontsize=8)
-        ax.set_xlabel("$x_1$")
-        ax.set_ylabel("$x_2$")
-    for ax in axes.ravel()[len(optimizers):]:
-        ax.axis("off")
-    fig.suptitle(f"{fname}: f = {fn.formula}")
-    fig.tight_layout()
-    save(fig, path)
-
-
-def convergence_figure(npz, fname: str, optimizers: list[str], path) -> None:
-    """f(x_t) - f* against t (log scale) for every optimizer; plain f for the saddle."""
-    from practicum.report.plots import plt, save
-
-    fn = FUNCTIONS[fname]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    with np.load(npz) as z:
-        for o in optimizers:
-            values = fn.f(torch.from_numpy(z[f"{fname}.{o}"])).numpy()
-            if fn.minimum is not None:
-                ax.semilogy(np.maximum(values - fn.minimum, 1e-16), marker=".", label=o)
-            else:
-                ax.plot(values, marker=".", label=o)
-    ax.set_xlabel("step")
-    ax.set_ylabel("f(x) - f*" if fn.minimum is not None else "f(x)")
-    ax.set_title(f"{fname}: f = {fn.formula}")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    save(fig, path)

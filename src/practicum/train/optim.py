@@ -1,7 +1,7 @@
 """Registries for what a config names in training: optimizers, learning-rate schedules, losses.
 
     opt = build_optimizer("sgd", model.parameters(), lr=0.1, momentum=0.9, nesterov=True)
-    opt = build_optimizer("scratch-adam", model.parameters(), lr=1e-3)  # optimizers_scratch.Adam
+    opt = build_optimizer("scratch-adam", model.parameters(), lr=1e-3)  # train/optim_scratch.py Adam
     sched = build_schedule(opt, "cosine", total_steps=1000, warmup_steps=100)   # stepped per batch
     loss_fn = build_loss("cross_entropy", label_smoothing=0.1)                  # (logits, y) -> loss
 
@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from practicum.errors import UsageError
 from practicum.registry import Registry
+from practicum.train import optim_scratch as scratch
 
 # ---------------------------------------------------------------------------------------------
 # Optimizers: name -> (params, lr, options) -> torch.optim.Optimizer
@@ -79,7 +80,7 @@ def _rmsprop(params, lr, alpha=0.99, eps=1e-8, momentum=0.0, weight_decay=0.0, *
     return torch.optim.RMSprop(params, lr=lr, alpha=alpha, eps=eps, momentum=momentum, weight_decay=weight_decay)
 
 
-# The from-scratch update rules of practicum.optimizers_scratch (D2L 12.x), under "scratch-<name>":
+# The from-scratch update rules of train/optim_scratch.py (D2L 12.x), under "scratch-<name>":
 # the same loop, checkpoints and schedules as torch.optim, so a study can train a real model with
 # the hand-written rules. They implement no weight decay (D2L's versions have none).
 
@@ -92,14 +93,12 @@ def _no_weight_decay(name: str, weight_decay: float) -> None:
 
 @OPTIMIZERS.register("scratch-sgd")
 def _scratch_sgd(params, lr, weight_decay=0.0, **_):
-    from practicum import optimizers_scratch as scratch
     _no_weight_decay("scratch-sgd", weight_decay)
     return scratch.SGD(params, lr=lr)
 
 
 @OPTIMIZERS.register("scratch-momentum")
 def _scratch_momentum(params, lr, momentum=0.0, weight_decay=0.0, **_):
-    from practicum import optimizers_scratch as scratch
     _no_weight_decay("scratch-momentum", weight_decay)
     if not momentum:
         raise UsageError("optimizer 'scratch-momentum' needs optim.momentum > 0 (e.g. 0.9)")
@@ -108,14 +107,12 @@ def _scratch_momentum(params, lr, momentum=0.0, weight_decay=0.0, **_):
 
 @OPTIMIZERS.register("scratch-adagrad")
 def _scratch_adagrad(params, lr, eps=1e-10, weight_decay=0.0, **_):
-    from practicum import optimizers_scratch as scratch
     _no_weight_decay("scratch-adagrad", weight_decay)
     return scratch.AdaGrad(params, lr=lr, eps=eps)
 
 
 @OPTIMIZERS.register("scratch-rmsprop")
 def _scratch_rmsprop(params, lr, alpha=0.99, eps=1e-8, momentum=0.0, weight_decay=0.0, **_):
-    from practicum import optimizers_scratch as scratch
     _no_weight_decay("scratch-rmsprop", weight_decay)
     if momentum:
         raise UsageError("optimizer 'scratch-rmsprop' has no momentum; use 'rmsprop' (torch.optim)")
@@ -124,14 +121,12 @@ def _scratch_rmsprop(params, lr, alpha=0.99, eps=1e-8, momentum=0.0, weight_deca
 
 @OPTIMIZERS.register("scratch-adadelta")
 def _scratch_adadelta(params, lr, rho=0.9, eps=1e-6, weight_decay=0.0, **_):
-    from practicum import optimizers_scratch as scratch
     _no_weight_decay("scratch-adadelta", weight_decay)
     return scratch.AdaDelta(params, lr=lr, rho=rho, eps=eps)
 
 
 @OPTIMIZERS.register("scratch-adam")
 def _scratch_adam(params, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, **_):
-    from practicum import optimizers_scratch as scratch
     _no_weight_decay("scratch-adam", weight_decay)
     return scratch.Adam(params, lr=lr, betas=tuple(betas), eps=eps)
 

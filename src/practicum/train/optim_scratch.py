@@ -4,7 +4,9 @@ Each class is a ``torch.optim.Optimizer`` so it drops into any training loop (``
 ``state_dict``, learning-rate schedulers all come from the base class); only the update rule is
 ours, and it is the whole of ``step``. The rules follow torch's definitions exactly (where D2L's
 text differs, the docstring says how), so ``tests/test_d2l_optim.py`` can check them step for step
-against the torch.optim class of the same name on the same parameters.
+against the torch.optim class of the same name on the same parameters. Build them by name with
+``train.optim.build_optimizer("scratch-adam", params, lr=...)``: the ``scratch-*`` entries of
+its registry, beside the torch ones.
 
 For a parameter x with gradient g at step t (state starts at zero):
 
@@ -25,7 +27,6 @@ from typing import Callable
 
 import torch
 
-from practicum.registry import Registry
 
 
 class _Scratch(torch.optim.Optimizer):
@@ -147,28 +148,3 @@ class Adam(_Scratch):
         v.mul_(b2).add_((1 - b2) * g * g)
         denom = v.sqrt() / math.sqrt(1 - b2**t) + group["eps"]
         p.sub_(group["lr"] / (1 - b1**t) * m / denom)
-
-
-# name -> (from-scratch class, the torch.optim constructor it must agree with)
-def _torch_momentum(params, lr: float, momentum: float = 0.9):
-    return torch.optim.SGD(params, lr=lr, momentum=momentum)
-
-
-SCRATCH_OPTIMIZERS: Registry[type[_Scratch]] = Registry("optimizer")
-TORCH_OPTIMIZERS: Registry[Callable] = Registry("optimizer")
-for _name, _scratch, _torch in [
-    ("sgd", SGD, torch.optim.SGD),
-    ("momentum", Momentum, _torch_momentum),
-    ("adagrad", AdaGrad, torch.optim.Adagrad),
-    ("rmsprop", RMSProp, torch.optim.RMSprop),
-    ("adadelta", AdaDelta, torch.optim.Adadelta),
-    ("adam", Adam, torch.optim.Adam),
-]:
-    SCRATCH_OPTIMIZERS.register(_name, _scratch)
-    TORCH_OPTIMIZERS.register(_name, _torch)
-
-
-def build(name: str, params, implementation: str = "scratch", **hyper) -> torch.optim.Optimizer:
-    """``build("adam", model.parameters(), lr=1e-3)``: the scratch class, or its torch twin."""
-    table = SCRATCH_OPTIMIZERS if implementation == "scratch" else TORCH_OPTIMIZERS
-    return table[name](params, **hyper)
