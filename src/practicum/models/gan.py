@@ -3,6 +3,7 @@
     Generator2D / Discriminator2D   D2L 20.1: an affine map of 2-D noise; an MLP 2-5-3-1 with tanh
     DCGenerator / DCDiscriminator   D2L 20.2's DCGAN, sized for 28x28 single-channel images
     Judge                           a small CNN classifier, used only to score generated digits
+    update_D / update_G             D2L's alternating step, shared by both GAN practicals
 
 DCGAN shapes (ngf = ndf = width): the generator maps z (B, nz, 1, 1) through transposed
 convolutions to 7x7 -> 14x14 -> 28x28 and tanh; the discriminator mirrors it with strided
@@ -12,6 +13,9 @@ the generator's last (as the DCGAN paper and D2L).
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
+import torch
 from torch import Tensor, nn
 
 
@@ -91,3 +95,46 @@ class Judge(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:  # (B, 1, 28, 28) in [-1, 1] -> (B, classes) logits
         return self.net(x)
+
+
+# -- one training step: the discriminator, then the generator (d2l.update_D / d2l.update_G) ----------
+#
+#     fake = net_G(Z)                                      # one generated batch serves both steps
+#     loss_D = update_D(X, fake, net_D, loss, opt_D)       # real -> 1, fake (detached) -> 0
+#     loss_G = update_G(fake, net_D, loss, opt_G)          # fake -> 1 through the updated D
+#
+# D2L recomputes net_G(Z) inside update_G; G has not changed since, so the batch generated once is
+# the same one (and a BatchNorm generator's running statistics move once per batch, not twice).
+# ``amp`` makes the forward passes' context, e.g. ``lambda: autocast(device, torch.bfloat16)``;
+# ``grad_clip`` bounds each network's global gradient norm before its optimizer steps.
+
+
+def update_D(X: Tensor, fake: Tensor, net_D: nn.Module, loss, opt_D: torch.optim.Optimizer,
+             amp=nullcontext, grad_clip: float | None = None) -> Tensor:
+    """One discriminator step: real ``X`` -> 1, generated ``fake`` -> 0 (detached: no gradient
+    reaches the generator). Returns the detached loss."""
+    ones = torch.ones(len(X), device=X.device)
+    zeros = torch.zeros(len(fake), device=X.device)
+    opt_D.zero_grad(set_to_none=True)
+    with amp():
+        loss_D = (loss(net_D(X), ones) + loss(net_D(fake.detach()), zeros)) / 2
+    loss_D.backward()
+    if grad_clip:
+        nn.utils.clip_grad_norm_(net_D.parameters(), grad_clip)
+    opt_D.step()
+    return loss_D.detach()
+
+
+def update_G(fake: Tensor, net_D: nn.Module, loss, opt_G: torch.optim.Optimizer, amp=nullcontext,
+             grad_clip: float | None = None) -> Tensor:
+    """One generator step: make the (just updated) discriminator call ``fake`` real, the
+    non-saturating loss. Returns the detached loss."""
+    ones = torch.ones(len(fake), device=fake.device)
+    opt_G.zero_grad(set_to_none=True)
+    with amp():
+        loss_G = loss(net_D(fake), ones)
+    loss_G.backward()
+    if grad_clip:  # the generator's parameters: those its optimizer holds
+        nn.utils.clip_grad_norm_([p for group in opt_G.param_groups for p in group["params"]], grad_clip)
+    opt_G.step()
+    return loss_G.detach()

@@ -4,20 +4,26 @@ Real data: ``X = Z A + b`` with Z ~ N(0, I), A = [[1, 2], [-0.1, 0.5]], b = [1, 
 with mean b and covariance A^T A. The generator is one linear layer (so it can represent exactly
 this family), the discriminator an MLP 2-5-3-1 with tanh. Each mini-batch: one discriminator
 step on real (label 1) and generated (label 0) points, then one generator step that asks the
-discriminator to say 1 (the non-saturating loss). D2L's settings: batch 8, Adam lr 0.05 (D) and
-0.005 (G), 20 epochs, weights N(0, 0.02), BCE-with-logits summed per batch and reported per
-example.
+discriminator to say 1 (the non-saturating loss): ``models.gan.update_D`` / ``update_G``, the pair
+DCGAN shares. D2L's settings: batch 8, Adam lr 0.05 (D, ``optim.lr_d``) and 0.005 (G,
+``optim.lr``), 20 epochs, weights N(0, 0.02), BCE-with-logits summed per batch and reported per
+example. The loop stays here, not in the fit loop: two models and two optimizers alternate
+within one batch, and that alternation is the lesson.
 
 Because the generator is linear, its output distribution is known exactly: N(c, W W^T) for
 G(z) = W z + c. The summary compares it with the true N(b, A^T A) by the Frechet (2-Wasserstein)
 distance between the two Gaussians -- no sampling noise. Samples from one *fixed* noise batch are
 recorded every epoch (the same z every time, so the panels show the generator moving, not new
-noise) and drawn as a grid of per-epoch scatter plots and a GIF.
+noise) and drawn (report/gan2d.py) as a grid of per-epoch scatter plots and a GIF.
+
+Resume: a checkpoint at every epoch end (train/checkpoint.py ``save_run_state``); a loss that is
+not finite stops the run (exit 1) with the last good epoch kept.
 """
 
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -26,9 +32,8 @@ from torch import nn
 
 from practicum import fileio
 from practicum.config import Experiment, Section
-from practicum.train.device import torch_threads
 from practicum.runs import Run
-from practicum.train import checkpoint
+from practicum.train import config
 
 
 class Data(Section):
@@ -37,17 +42,28 @@ class Data(Section):
     b: list[float] = [1.0, 2.0]
 
 
-class Train(Section):
-    epochs: int = Field(20, gt=0)
-    batch_size: int = Field(8, gt=0)
-    lr_d: float = Field(0.05, gt=0)
-    lr_g: float = Field(0.005, gt=0)
+class Model(Section):
     latent_dim: int = Field(2, gt=0)
+
+
+class Optim(config.Optim):
+    lr: float = Field(0.005, gt=0, description="the generator's learning rate")
+    lr_d: float | None = Field(0.05, gt=0, description="the discriminator's learning rate; None: optim.lr")
+    batch_size: int = Field(8, gt=0)
+
+
+class Train(config.Compute):
+    epochs: int = Field(20, gt=0)
+    threads: int = Field(1, ge=0, description="torch threads; 1: for batches of 8 points, more threads "
+                         "only synchronise (0: all cores)")
     fixed_samples: int = Field(100, gt=0, description="points from the fixed noise shown per epoch")
 
 
 class Config(Experiment):
+    version: ClassVar[int] = 2  # the registry's (fused) Adam, optimizer/precision/device keys, resume
     data: Data = Data()
+    model: Model = Model()
+    optim: Optim = Optim()
     train: Train = Train()
 
 
@@ -62,142 +78,99 @@ def gaussian_frechet(mu1, cov1, mu2, cov2) -> float:
     return float(np.sum((mu1 - mu2) ** 2) + np.trace(cov1 + cov2 - 2 * sqrtm(s1 @ cov2 @ s1)))
 
 
-def update_d(x, z, net_d, net_g, loss, opt_d) -> float:
-    """One discriminator step: real -> 1, generated (not back-propagated into G) -> 0."""
-    ones, zeros = torch.ones(len(x)), torch.zeros(len(x))
-    opt_d.zero_grad()
-    loss_d = (loss(net_d(x), ones) + loss(net_d(net_g(z).detach()), zeros)) / 2
-    loss_d.backward()
-    opt_d.step()
-    return loss_d.item()
-
-
-def update_g(z, net_d, net_g, loss, opt_g) -> float:
-    """One generator step: make D call the generated points real (non-saturating loss)."""
-    opt_g.zero_grad()
-    loss_g = loss(net_d(net_g(z)), torch.ones(len(z)))
-    loss_g.backward()
-    opt_g.step()
-    return loss_g.item()
-
-
-def run(cfg: Config, run: Run) -> dict:
-    with torch_threads(1):  # shared machines: see practicals/threads.py
-        return _run(cfg, run)
-
-
-def _run(cfg: Config, run: Run) -> dict:
-    from practicum.models.gan import Discriminator2D, Generator2D
-
-    if run.resumed:  # seconds of work: start over
-        run.rewind_metrics(0)
-    torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    A, b = torch.tensor(cfg.data.A), torch.tensor(cfg.data.b)
-    data = torch.randn(cfg.data.n_samples, 2, generator=gen) @ A + b  # (N, 2)
-    fixed_z = torch.randn(cfg.train.fixed_samples, cfg.train.latent_dim,
-                          generator=torch.Generator().manual_seed(cfg.seed + 1))
-
-    net_g, net_d = Generator2D(cfg.train.latent_dim), Discriminator2D()
-    for p in [*net_g.parameters(), *net_d.parameters()]:
-        nn.init.normal_(p, 0, 0.02)
-    loss = nn.BCEWithLogitsLoss(reduction="sum")
-    opt_d = torch.optim.Adam(net_d.parameters(), lr=cfg.train.lr_d)
-    opt_g = torch.optim.Adam(net_g.parameters(), lr=cfg.train.lr_g)
-
-    bs = cfg.train.batch_size
-    steps = math.ceil(len(data) / bs)
-    snapshots = [net_g(fixed_z).detach().numpy()]  # epoch 0: before training
-    frechet = []
-    for epoch in range(cfg.train.epochs):
-        order = torch.randperm(len(data), generator=gen)
-        sum_d = sum_g = 0.0
-        for i in range(steps):
-            x = data[order[i * bs: (i + 1) * bs]]
-            z = torch.randn(len(x), cfg.train.latent_dim, generator=gen)
-            sum_d += update_d(x, z, net_d, net_g, loss, opt_d)
-            sum_g += update_g(z, net_d, net_g, loss, opt_g)
-        # per example, as D2L prints; log(2) = 0.693 is the value at equilibrium
-        run.log({"loss": sum_d / len(data)}, split="discriminator", step=(epoch + 1) * steps, epoch=epoch + 1)
-        run.log({"loss": sum_g / len(data)}, split="generator", step=(epoch + 1) * steps, epoch=epoch + 1)
-        with torch.no_grad():
-            snapshots.append(net_g(fixed_z).numpy())
-        mu_g, cov_g = generator_gaussian(net_g)
-        frechet.append(gaussian_frechet(mu_g, cov_g, b.numpy(), (A.T @ A).numpy()))
-        run.log({"frechet": frechet[-1]}, split="generator", step=(epoch + 1) * steps, epoch=epoch + 1)
-
-    mu_g, cov_g = generator_gaussian(net_g)
-    true_cov = (A.T @ A).numpy()
-    fileio.save_npz(run.artifact_path("samples.npz"), real=data.numpy(), snapshots=np.stack(snapshots),
-                    fixed_z=fixed_z.numpy(), frechet=np.array(frechet))
-    checkpoint.save(run.artifact_path("weights.pt"), {"generator": net_g.state_dict(),
-                                                      "discriminator": net_d.state_dict()})
-    fileio.write_json(run.dir / "tables" / "distribution.json", {
-        "columns": ["statistic", "true", "generator"],
-        "rows": [["mean x1", float(b[0]), round(float(mu_g[0]), 4)],
-                 ["mean x2", float(b[1]), round(float(mu_g[1]), 4)],
-                 ["var x1", round(float(true_cov[0, 0]), 4), round(float(cov_g[0, 0]), 4)],
-                 ["var x2", round(float(true_cov[1, 1]), 4), round(float(cov_g[1, 1]), 4)],
-                 ["cov x1 x2", round(float(true_cov[0, 1]), 4), round(float(cov_g[0, 1]), 4)]],
-        "caption": ("The generator's output distribution N(c, W W^T), exact from its weights, against "
-                    f"the data's N(b, A^T A); Frechet distance {frechet[-1]:.4f}"),
-    })
-    samples_figure(run.artifact_path("samples.npz"), run.figure_path("samples_by_epoch.png"))
-    samples_gif(run.artifact_path("samples.npz"), run.figure_path("samples.gif"))
-    return {"samples/frechet": frechet[-1], "samples/frechet_best": min(frechet),
-            "samples/mean_error": float(np.linalg.norm(mu_g - b.numpy())),
-            "train/loss_discriminator": sum_d / len(data), "train/loss_generator": sum_g / len(data)}
-
-
 def generator_gaussian(net_g) -> tuple[np.ndarray, np.ndarray]:
     """Mean c and covariance W W^T of G(z) = W z + c for z ~ N(0, I)."""
-    W, c = net_g.net.weight.detach().numpy(), net_g.net.bias.detach().numpy()
+    W, c = net_g.net.weight.detach().cpu().numpy(), net_g.net.bias.detach().cpu().numpy()
     return c.astype(np.float64), (W @ W.T).astype(np.float64)
 
 
-def _scatter(ax, real, fake, title: str) -> None:
-    ax.scatter(real[:, 0], real[:, 1], s=3, c="#1f77b4", alpha=0.4, label="real")
-    ax.scatter(fake[:, 0], fake[:, 1], s=3, c="#ff7f0e", alpha=0.8, label="generated")
-    ax.set_title(title, fontsize=8)
-    ax.set_xticks([])
-    ax.set_yticks([])
+def run(cfg: Config, run: Run) -> dict:
+    from practicum.models.gan import Discriminator2D, Generator2D, update_D, update_G
+    from practicum.report.gan2d import samples_figure, samples_gif
+    from practicum.train import checkpoint
+    from practicum.train.device import autocast, resolve_device, resolve_precision
+    from practicum.train.divergence import check_finite
+    from practicum.train.optim import build_training
 
+    t, o = cfg.train, cfg.optim
+    device = resolve_device(t.device)
+    dtype = resolve_precision(t.precision, device)
+    amp = lambda: autocast(device, dtype)  # noqa: E731 - the forward passes' context (a no-op for fp32)
 
-def samples_figure(npz, path) -> None:
-    """One small scatter per epoch: real points (blue) and the fixed-noise samples (orange)."""
-    from practicum.report.plots import plt, save
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)  # data, then every epoch's order and noise
+    A, b = torch.tensor(cfg.data.A), torch.tensor(cfg.data.b)
+    true_mu, true_cov = b.numpy().astype(np.float64), (A.T @ A).numpy().astype(np.float64)
+    data = torch.randn(cfg.data.n_samples, 2, generator=gen) @ A + b  # (N, 2)
+    fixed_z = torch.randn(t.fixed_samples, cfg.model.latent_dim, generator=torch.Generator().manual_seed(cfg.seed + 1))
 
-    with np.load(npz) as z:
-        real, snaps, frechet = z["real"], z["snapshots"], z["frechet"]
-    lo, hi = real.min(0) - 1, real.max(0) + 1
-    cols = min(7, len(snaps))
-    rows = math.ceil(len(snaps) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(1.9 * cols, 1.9 * rows), squeeze=False)
-    for e, (ax, fake) in enumerate(zip(axes.ravel(), snaps)):
-        _scatter(ax, real, fake, "start" if e == 0 else f"epoch {e}: FD {frechet[e - 1]:.2f}")
-        ax.set_xlim(lo[0], hi[0])
-        ax.set_ylim(lo[1], hi[1])
-    for ax in axes.ravel()[len(snaps):]:
-        ax.axis("off")
-    axes[0, 0].legend(fontsize=6, loc="upper left")
-    fig.suptitle("fixed-noise samples per epoch (orange) over the real data (blue)")
-    fig.tight_layout()
-    save(fig, path)
+    net_g, net_d = Generator2D(cfg.model.latent_dim), Discriminator2D()
+    for p in [*net_g.parameters(), *net_d.parameters()]:
+        nn.init.normal_(p, 0, 0.02)
+    net_g, net_d = net_g.to(device), net_d.to(device)
+    real, fixed = data.to(device), fixed_z.to(device)  # the data moves once
+    loss = nn.BCEWithLogitsLoss(reduction="sum")
+    bs = o.batch_size
+    steps = math.ceil(len(data) / bs)
+    opt_g, sched_g = build_training(o, net_g.parameters(), steps, t.epochs)
+    opt_d, sched_d = build_training(o.model_copy(update={"lr": o.lr_d or o.lr}), net_d.parameters(), steps, t.epochs)
 
+    @torch.no_grad()
+    def snapshot() -> torch.Tensor:
+        with amp():
+            return net_g(fixed).float().cpu()  # (fixed_samples, 2)
 
-def samples_gif(npz, path) -> None:
-    from practicum.report.plots import plt
+    path = run.checkpoint_path("last.pt")
+    state = dict(modules={"generator": net_g, "discriminator": net_d},
+                 optimizers={"generator": opt_g, "discriminator": opt_d},
+                 schedulers={"generator": sched_g, "discriminator": sched_d}, generators={"data": gen})
+    progress = checkpoint.load_run_state(run, path, **state) or {
+        "epoch": 0, "snapshots": [snapshot()], "frechet": [], "losses": []}  # snapshot 0: before training
 
-    with np.load(npz) as z:
-        real, snaps = z["real"], z["snapshots"]
-    lo, hi = real.min(0) - 1, real.max(0) + 1
-    frames = []
-    for e, fake in enumerate(snaps):
-        fig, ax = plt.subplots(figsize=(3, 3))
-        _scatter(ax, real, fake, f"epoch {e}")
-        ax.set_xlim(lo[0], hi[0])
-        ax.set_ylim(lo[1], hi[1])
-        fig.canvas.draw()
-        frames.append(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy())
-        plt.close(fig)
-    fileio.write_gif(path, frames, 300)
+    for epoch in range(progress["epoch"], t.epochs):
+        order = torch.randperm(len(data), generator=gen)
+        sum_d = sum_g = 0.0
+        for i in range(steps):
+            x = real[order[i * bs: (i + 1) * bs]]  # (B, 2)
+            z = torch.randn(len(x), cfg.model.latent_dim, generator=gen).to(device)  # drawn on the CPU: any device, same noise
+            with amp():
+                fake = net_g(z)  # (B, 2)
+            step, lr_d, lr_g = epoch * steps + i + 1, opt_d.param_groups[0]["lr"], opt_g.param_groups[0]["lr"]
+            loss_d = update_D(x, fake, net_d, loss, opt_d, amp, o.grad_clip).item()
+            check_finite(loss_d / len(x), label="gan-2d discriminator", step=step, epoch=step / steps, lr=lr_d)
+            loss_g = update_G(fake, net_d, loss, opt_g, amp, o.grad_clip).item()
+            check_finite(loss_g / len(x), label="gan-2d generator", step=step, epoch=step / steps, lr=lr_g)
+            sched_d.step()
+            sched_g.step()
+            sum_d, sum_g = sum_d + loss_d, sum_g + loss_g
+        # per example, as D2L prints; log(2) = 0.693 is the value at equilibrium
+        end = (epoch + 1) * steps
+        run.log({"loss": sum_d / len(data)}, split="discriminator", step=end, epoch=epoch + 1)
+        run.log({"loss": sum_g / len(data)}, split="generator", step=end, epoch=epoch + 1)
+        progress["snapshots"].append(snapshot())
+        progress["frechet"].append(gaussian_frechet(*generator_gaussian(net_g), true_mu, true_cov))
+        progress["losses"].append([sum_d / len(data), sum_g / len(data)])
+        run.log({"frechet": progress["frechet"][-1]}, split="generator", step=end, epoch=epoch + 1)
+        progress["epoch"] = epoch + 1
+        checkpoint.save_run_state(run, path, **state, extra=progress)
+
+    mu_g, cov_g = generator_gaussian(net_g)
+    frechet = progress["frechet"]
+    fileio.save_npz(run.artifact_path("samples.npz"), real=data.numpy(),
+                    snapshots=torch.stack(progress["snapshots"]).numpy(), fixed_z=fixed_z.numpy(),
+                    frechet=np.array(frechet))
+    checkpoint.save(run.artifact_path("weights.pt"), {"generator": net_g.state_dict(), "discriminator": net_d.state_dict()})
+    run.write_table("distribution", ["statistic", "true", "generator"], [
+        ["mean x1", float(b[0]), round(float(mu_g[0]), 4)],
+        ["mean x2", float(b[1]), round(float(mu_g[1]), 4)],
+        ["var x1", round(float(true_cov[0, 0]), 4), round(float(cov_g[0, 0]), 4)],
+        ["var x2", round(float(true_cov[1, 1]), 4), round(float(cov_g[1, 1]), 4)],
+        ["cov x1 x2", round(float(true_cov[0, 1]), 4), round(float(cov_g[0, 1]), 4)]],
+        caption=("The generator's output distribution N(c, W W^T), exact from its weights, against "
+                 f"the data's N(b, A^T A); Frechet distance {frechet[-1]:.4f}"))
+    samples_figure(run.artifact_path("samples.npz"), run.figure_path("samples_by_epoch.png"))
+    samples_gif(run.artifact_path("samples.npz"), run.figure_path("samples.gif"))
+    last_d, last_g = progress["losses"][-1]
+    return {"samples/frechet": frechet[-1], "samples/frechet_best": min(frechet),
+            "samples/mean_error": float(np.linalg.norm(mu_g - true_mu)),
+            "train/loss_discriminator": last_d, "train/loss_generator": last_g}
