@@ -11,6 +11,7 @@ content term keeps layout and colour more than object identity.
 Layers are named VGG-style: ``"2_1"`` is the ReLU after the first conv of stage 2. Stages are
 separated by 2x2 average pooling (smoother gradients to the image than max pooling). Weights are
 He-normal from a seeded generator, so the "network" is a pure function of its seed.
+``SynthesizedImage`` holds the image being optimised as a parameter.
 """
 
 from __future__ import annotations
@@ -60,3 +61,15 @@ def gram(x: Tensor) -> Tensor:
     c, n = x.shape[1], x.numel() // x.shape[1]
     x = x.reshape(c, n)
     return x @ x.T / (c * n)
+
+
+class SynthesizedImage(nn.Module):
+    """The image being optimised, as a module whose one parameter is its pixels (D2L 14.12): the
+    optimizer, the checkpoint and ``.to(device)`` treat it like any model."""
+
+    def __init__(self, start: Tensor):
+        super().__init__()
+        self.weight = nn.Parameter(start.detach().clone())  # (1, 3, H, W), normalised pixels
+
+    def forward(self) -> Tensor:
+        return self.weight

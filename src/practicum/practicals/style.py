@@ -12,7 +12,10 @@ mean squared errors with weights 1, 1e4, 10 for VGG-19; with other features thos
 nothing, and the Gram errors of different layers differ by orders of magnitude (here 1e-5 at
 stage 4 to 1e-2 at stage 1, so the deep layers would not count). Dividing each term by its
 target's size makes every layer's error relative (1 = as far as zero features) and the weights
-readable. Adam with D2L's schedule (lr decayed x0.8 every 50 steps), in normalised pixel units.
+readable. Adam with D2L's schedule (lr decayed x0.8 every 50 steps), in normalised pixel units;
+the optimizer is named in the config (``optim.name``, the registry of train/optim.py). The image
+is the one parameter of a module (``models.stylenet.SynthesizedImage``, as D2L). The loop stays
+here, not in the fit loop: there are no data, batches or evaluation, one image is optimised.
 
 The features F come from ``practicum.models.stylenet.RandomVGG``: a VGG-shaped network with
 seeded random weights, since no pretrained VGG is available offline (see that module for why
@@ -22,26 +25,27 @@ Images: the content image is a fruit photo from ``fruit-detection-voc``; the sty
 fruit photo too or generated here (``generated:mosaic`` -- a stained-glass Voronoi pattern;
 ``generated:waves`` -- warped colour stripes), so the run needs no other data.
 
-Recorded: losses every ``log_every`` steps (``loss`` split content / style / tv / total), the
-content, style and result images (``images.npz`` and figures), and a GIF of the image every
-``gif_every`` steps. A checkpoint every ``checkpoint_every`` steps lets an interrupted run resume.
+Recorded: losses every ``train.log_steps`` steps (``loss`` split content / style / tv / total),
+the content, style and result images and the image every ``train.gif_steps`` steps
+(``images.npz``), drawn by report/style.py. A checkpoint every ``train.checkpoint_steps`` steps
+(train/checkpoint.py) lets a killed run resume bit-identically; a loss that is not finite stops
+the run (exit 1), the last good checkpoint kept.
 """
 
 from __future__ import annotations
 
-import io
+from typing import ClassVar
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 from torch import Tensor
 
 from practicum import fileio
 from practicum.config import Experiment, Section
 from practicum.errors import UsageError
-from practicum.train.device import torch_threads
 from practicum.runs import Run
-from practicum.train import checkpoint
+from practicum.train import config
 
 MEAN = torch.tensor([0.485, 0.456, 0.406]).reshape(1, 3, 1, 1)  # D2L's (ImageNet) normalisation
 STD = torch.tensor([0.229, 0.224, 0.225]).reshape(1, 3, 1, 1)
@@ -69,24 +73,31 @@ class Loss(Section):
 
 
 class Optim(Section):
+    name: str = Field("adam", description="an optimizer of train/optim.py's registry")
     lr: float = Field(0.2, gt=0)
     steps: int = Field(300, gt=0)
-    decay_every: int = Field(50, gt=0)
+    decay_every: int = Field(50, gt=0, description="multiply the lr by optim.decay every N steps")
     decay: float = Field(0.8, gt=0, le=1)
 
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        return config.check_name("optimizer", name)
 
-class Record(Section):
-    log_every: int = Field(10, gt=0)
-    gif_every: int = Field(25, gt=0)
-    checkpoint_every: int = Field(100, gt=0)
+
+class Train(config.Compute):
+    log_steps: int = Field(10, gt=0, description="steps between loss lines")
+    gif_steps: int = Field(25, gt=0, description="steps between GIF frames")
+    checkpoint_steps: int = Field(100, ge=0, description="checkpoint every N steps; 0: never")
 
 
 class Config(Experiment):
+    version: ClassVar[int] = 2  # the registry's optimizer and step schedule, device/precision keys
     images: Images = Images()
     net: Net = Net()
     loss: Loss = Loss()
     optim: Optim = Optim()
-    record: Record = Record()
+    train: Train = Train()
 
 
 # -- images ------------------------------------------------------------------------------------
@@ -138,7 +149,7 @@ def to_tensor(img: np.ndarray) -> Tensor:
 
 def to_image(x: Tensor) -> np.ndarray:
     """(1, 3, H, W) normalised -> (H, W, 3) uint8, clipped."""
-    x = (x.detach() * STD + MEAN).clamp(0, 1)[0]
+    x = (x.detach().float().cpu() * STD + MEAN).clamp(0, 1)[0]
     return (x.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
 
 
@@ -177,13 +188,16 @@ def losses(net, x: Tensor, targets: dict, cfg: Config) -> dict[str, Tensor]:
 
 
 def run(cfg: Config, run: Run) -> dict:
-    with torch_threads(1):  # shared machines: see practicals/threads.py
-        return _run(cfg, run)
+    from practicum.models.stylenet import RandomVGG, SynthesizedImage, gram
+    from practicum.report.style import images_figure, loss_figure, progress_gif, result_png
+    from practicum.train import checkpoint
+    from practicum.train.device import autocast, resolve_device, resolve_precision
+    from practicum.train.divergence import check_finite
+    from practicum.train.optim import build_optimizer, build_schedule
 
-
-def _run(cfg: Config, run: Run) -> dict:
-    from practicum.models.stylenet import RandomVGG, gram
-
+    t, o = cfg.train, cfg.optim
+    device = resolve_device(t.device)
+    dtype = resolve_precision(t.precision, device)
     torch.manual_seed(cfg.seed)
     h, w = cfg.images.height, cfg.images.width
     content_img = load_source(cfg.images.content, h, w, cfg.seed)
@@ -192,69 +206,59 @@ def _run(cfg: Config, run: Run) -> dict:
     for name in cfg.net.content_layers + cfg.net.style_layers:
         if name not in net.layer_index:
             raise UsageError(f"net layer '{name}' does not exist; valid: {', '.join(net.layer_index)}")
-    content_x, style_x = to_tensor(content_img), to_tensor(style_img)
-    with torch.no_grad():
+    net = net.to(device)
+    content_x, style_x = to_tensor(content_img).to(device), to_tensor(style_img).to(device)  # (1, 3, H, W)
+    with torch.no_grad(), autocast(device, dtype):
         targets = {"content": net(content_x, cfg.net.content_layers),
                    "style": {n: gram(f) for n, f in net(style_x, cfg.net.style_layers).items()}}
 
-    x = content_x.clone().requires_grad_(True)  # D2L starts from the content image
-    opt = torch.optim.Adam([x], lr=cfg.optim.lr)
-    sched = torch.optim.lr_scheduler.StepLR(opt, cfg.optim.decay_every, cfg.optim.decay)
-    start, first, frames, frame_steps = 0, None, [], []
-    if run.resumed and run.checkpoint_path("last.pt").exists():
-        state = checkpoint.load(run.checkpoint_path("last.pt"))
-        with torch.no_grad():
-            x.copy_(state["x"])
-        opt.load_state_dict(state["optim"])
-        sched.load_state_dict(state["sched"])
-        start, first = state["step"], state["first"]
-        frames, frame_steps = list(state["frames"]), state["frame_steps"]
-        run.rewind_metrics(state["metrics_position"])
-    elif run.resumed:
-        run.rewind_metrics(0)
+    image = SynthesizedImage(content_x).to(device)  # D2L starts from the content image
+    opt = build_optimizer(o.name, image.parameters(), o.lr)
+    sched = build_schedule(opt, "step", total_steps=o.steps, step_size=o.decay_every, gamma=o.decay)
+    path = run.checkpoint_path("last.pt")
+    state = dict(modules={"image": image}, optimizers={"image": opt}, schedulers={"image": sched})
+    p = checkpoint.load_run_state(run, path, **state) or {"step": 0, "first": None, "frames": [], "frame_steps": []}
 
-    for step in range(start, cfg.optim.steps + 1):  # step 0 measures the start, then updates
-        parts = losses(net, x, targets, cfg)
-        if first is None:
-            first = {k: float(v.detach()) for k, v in parts.items()}
-        if step % cfg.record.log_every == 0 or step == cfg.optim.steps:
-            run.log({"loss": float(parts["total"].detach())}, split="total", step=step)
+    for step in range(p["step"], o.steps + 1):  # step 0 measures the start, then updates
+        with autocast(device, dtype):
+            parts = losses(net, image(), targets, cfg)
+        values = {k: float(v.detach()) for k, v in parts.items()}
+        check_finite(values["total"], label="style transfer", step=step, lr=opt.param_groups[0]["lr"],
+                     hint="try a lower optim.lr")
+        if p["first"] is None:
+            p["first"] = values
+        if step % t.log_steps == 0 or step == o.steps:
+            run.log({"loss": values["total"]}, split="total", step=step)
             for k in ("content", "style", "tv"):
-                run.log({"loss": float(parts[k].detach())}, split=k, step=step)
-        if step % cfg.record.gif_every == 0 or step == cfg.optim.steps:
-            frames.append(torch.from_numpy(to_image(x)))
-            frame_steps.append(step)
-        if step == cfg.optim.steps:
+                run.log({"loss": values[k]}, split=k, step=step)
+        if step % t.gif_steps == 0 or step == o.steps:
+            p["frames"].append(torch.from_numpy(to_image(image())))
+            p["frame_steps"].append(step)
+        if step == o.steps:
             break
-        opt.zero_grad()
+        opt.zero_grad(set_to_none=True)
         parts["total"].backward()
         opt.step()
         sched.step()
-        if (step + 1) % cfg.record.checkpoint_every == 0:
-            checkpoint.save(run.checkpoint_path("last.pt"), {
-                "x": x.detach(), "optim": opt.state_dict(), "sched": sched.state_dict(), "step": step + 1,
-                "first": first, "frames": torch.stack(frames), "frame_steps": frame_steps,
-                "metrics_position": run.metrics_position()})
+        p["step"] = step + 1
+        if t.checkpoint_steps and p["step"] % t.checkpoint_steps == 0:
+            checkpoint.save_run_state(run, path, **state, extra=p)
 
-    final = {k: float(v.detach()) for k, v in parts.items()}
-    result = to_image(x)
-    fileio.save_npz(run.artifact_path("images.npz"), content=content_img, style=style_img, result=result,
-                    frames=torch.stack(frames).numpy(), frame_steps=np.array(frame_steps))
-    images_figure(run.artifact_path("images.npz"), run.figure_path("style_transfer.png"), cfg)
+    first, final = p["first"], values
+    result = to_image(image())
+    npz = run.artifact_path("images.npz")
+    fileio.save_npz(npz, content=content_img, style=style_img, result=result,
+                    frames=torch.stack(p["frames"]).numpy(), frame_steps=np.array(p["frame_steps"]))
+    images_figure(npz, run.figure_path("style_transfer.png"), cfg.images.content, cfg.images.style)
     loss_figure(run.dir, run.figure_path("losses.png"))
-    progress_gif(run.artifact_path("images.npz"), run.figure_path("progress.gif"))
-    buf = io.BytesIO()
-    from PIL import Image
+    progress_gif(npz, run.figure_path("progress.gif"))
+    result_png(npz, run.figure_path("result.png"))
+    run.write_table("losses", ["term", "weight", "at start", "at end"],
+                    [[k, getattr(cfg.loss, f"{k}_weight", None), _g(first[k]), _g(final[k])]
+                     for k in ("content", "style", "tv")] + [["total", None, _g(first["total"]), _g(final["total"])]],
+                    caption=(f"Weighted loss terms, {o.steps} {o.name} steps on a {h}x{w} image; features: "
+                             f"random VGG-shaped net {cfg.net.channels} (seed {cfg.net.seed})"))
 
-    Image.fromarray(result).save(buf, format="PNG")
-    fileio.write_bytes(run.figure_path("result.png"), buf.getvalue())
-    fileio.write_json(run.dir / "tables" / "losses.json", {
-        "columns": ["term", "weight", "at start", "at end"],
-        "rows": [[k, getattr(cfg.loss, f"{k}_weight", None), _g(first[k]), _g(final[k])]
-                 for k in ("content", "style", "tv")] + [["total", None, _g(first["total"]), _g(final["total"])]],
-        "caption": (f"Weighted loss terms, {cfg.optim.steps} Adam steps on a {h}x{w} image; features: "
-                    f"random VGG-shaped net {cfg.net.channels} (seed {cfg.net.seed})"),
-    })
     def relative(values: dict, term: str) -> float:  # the unweighted relative error of a term
         weight = getattr(cfg.loss, f"{term}_weight")
         return values[term] / weight if weight else float("nan")
@@ -268,50 +272,3 @@ def _run(cfg: Config, run: Run) -> dict:
 
 def _g(v: float) -> float:
     return float(f"{v:.4g}")
-
-
-def images_figure(npz, path, cfg: Config) -> None:
-    from practicum.report.plots import plt, save
-
-    with np.load(npz) as z:
-        panels = [("content: " + cfg.images.content, z["content"]), ("style: " + cfg.images.style, z["style"]),
-                  ("result", z["result"])]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    for ax, (title, img) in zip(axes, panels):
-        ax.imshow(img)
-        ax.set_title(title, fontsize=9)
-        ax.axis("off")
-    fig.tight_layout()
-    save(fig, path)
-
-
-def loss_figure(run_dir, path) -> None:
-    """The weighted loss terms against step, log scale (the content term starts at 0: not drawn there)."""
-    from practicum.report.plots import plt, save
-    from practicum.runs import read_metrics
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for split in ("total", "content", "style", "tv"):
-        pts = [(r["step"], r["value"]) for r in read_metrics(run_dir) if r["split"] == split and r["value"] > 0]
-        if pts:
-            ax.semilogy(*zip(*pts), label=split)
-    ax.set_xlabel("step")
-    ax.set_ylabel("weighted loss")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    ax.set_title("style transfer: loss terms")
-    save(fig, path)
-
-
-def progress_gif(npz, path) -> None:
-    """The image as optimisation goes on, looping; the last frame held."""
-    from PIL import Image, ImageDraw
-
-    with np.load(npz) as z:
-        frames, steps = z["frames"], z["frame_steps"]
-    images = []
-    for f, step in zip(frames, steps):
-        im = Image.fromarray(f)
-        ImageDraw.Draw(im).text((3, 2), f"step {int(step)}", fill=(255, 255, 255))
-        images.append(im)
-    fileio.write_gif(path, images, 150)
