@@ -10,7 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from practicum.practicals.activations import ACTIVATIONS, MoonNet, permute_by, render_frame, sort_features
+from practicum.practicals.activations import ACTIVATIONS, MoonNet, permute_by, sort_features
+from practicum.report.boundary import render_frame
 
 # Derivatives by hand, the oracle for the pointwise functions (torch supplies the autograd side).
 DERIVATIVES = {
@@ -97,7 +98,7 @@ def test_moonnet_forward_backward_for_every_activation(name):
 
 
 def test_frame_renders_nan_as_grey_and_keeps_its_size():
-    from practicum.practicals.activations import NAN, Canvas
+    from practicum.report.boundary import NAN, Canvas
 
     canvas = Canvas(np.array([-1.0, -1.0]), np.array([1.0, 1.0]), 64, 64 - 30, 8)
     prob = np.linspace(0, 1, 64)
@@ -169,7 +170,7 @@ def test_interrupted_run_resumes_at_the_next_activation(cli, home):
     metrics = [{k: v for k, v in json.loads(line).items() if k != "time"}
                for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     # pretend the process died while training "sin": its checkpoint never got written
-    (run_dir / "checkpoints" / "sin.npz").unlink()
+    (run_dir / "checkpoints" / "sin.pt").unlink()
     (run_dir / "summary.json").unlink()
     Index(home).set_status(rec["id"], "interrupted")
 

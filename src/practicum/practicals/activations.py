@@ -30,17 +30,20 @@ unchanged, so only fc3 learns, on fixed random features (gradient column: 0).
 Headline: ``test/accuracy`` is the *worst* test accuracy among the listed activations the seed
 reports as fitting, so the expected band fails if any one of them stops fitting.
 
-Resume: each finished activation is checkpointed (its table row and final boundary), so an
-interrupted run picks up at the next activation.
+The loop stays here, not in the fit loop: full-batch steps, twelve models filmed in turn, and a
+divergence that is reported, not an error -- divergence is the lesson. The boundaries are
+recorded as data (``boundaries.npz``: the probability grid at every filmed step) and drawn from
+it by report/activations.py with the renderer of report/boundary.py.
+
+Resume: each finished activation is checkpointed (train/checkpoint.py: its table row and film),
+so an interrupted run picks up at the next activation.
 """
 
 from __future__ import annotations
 
-import io
-import json
 import math
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Callable, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -52,6 +55,7 @@ from practicum.config import Experiment, Section
 from practicum.errors import UsageError
 from practicum.registry import Registry, nearest
 from practicum.runs import Run
+from practicum.train import config
 
 
 # -- the non-linearities ----------------------------------------------------------------------
@@ -147,14 +151,23 @@ class Model(Section):
 
 
 class Optim(Section):
-    lr: float = Field(0.02, gt=0, description="AdamW learning rate")
-    weight_decay: float = Field(0.01, ge=0, description="AdamW decoupled weight decay")
+    name: str = Field("adamw", description="an optimizer of train/optim.py's registry")
+    lr: float = Field(0.02, gt=0)
+    weight_decay: float = Field(0.01, ge=0, description="AdamW's decoupled weight decay")
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        return config.check_name("optimizer", name)
 
 
-class Train(Section):
-    steps: int = Field(1000, gt=0, description="full-batch AdamW steps per activation")
-    log_every: int = Field(50, gt=0, description="steps between metrics.jsonl lines")
+class Train(config.Compute):
+    steps: int = Field(1000, gt=0, description="full-batch steps per activation")
+    log_steps: int = Field(50, gt=0, description="steps between metrics.jsonl lines")
     fit_threshold: float = Field(0.9, gt=0, le=1, description="test accuracy that counts as 'fits'")
+    threads: int = Field(1, ge=0, description="torch threads; 1: for a 10-unit MLP intra-op threads only "
+                         "add synchronisation (2.5 ms a step on 1 thread, 36 ms on 2, measured on a "
+                         "shared 2-core machine); 0: all cores")
 
 
 class Animation(Section):
@@ -167,6 +180,7 @@ class Animation(Section):
 
 
 class Config(Experiment):
+    version: ClassVar[int] = 2  # the registry's optimizer, device/precision keys, films recorded as data
     data: Data = Data()
     model: Model = Model()
     optim: Optim = Optim()
@@ -187,113 +201,6 @@ class Config(Experiment):
         return self
 
 
-# -- rendering: palette frames drawn with Pillow straight from the probability grid ----------
-
-TITLE_PX = 30  # title bar at the top of each frame
-BANDS = 5  # shading levels per class: flat colour bands keep the GIFs small (no dithering)
-
-
-def _palette() -> list[int]:
-    """Every frame uses one fixed 256-entry palette; the indices are the constants below."""
-    white = np.array([255.0, 255, 255])
-    shades = [white + (c - white) * (k + 1) / BANDS  # light to strong, by confidence
-              for c in (np.array([120.0, 170, 220]), np.array([250.0, 160, 90]))  # class 0, class 1
-              for k in range(BANDS)]
-    shades = shades[BANDS - 1::-1] + shades[BANDS:]  # index 0 = surest class 0 ... 2 BANDS - 1 = surest 1
-    fixed = [(40, 40, 40), (190, 190, 190), (255, 255, 255), (0, 0, 0), (33, 102, 172), (178, 24, 43)]
-    colours = [tuple(int(v) for v in c) for c in shades] + fixed
-    return [v for c in colours for v in c] + [0] * 3 * (256 - len(colours))
-
-
-PALETTE = _palette()
-EDGE, NAN, WHITE, BLACK = 2 * BANDS, 2 * BANDS + 1, 2 * BANDS + 2, 2 * BANDS + 3
-POINT = (2 * BANDS + 4, 2 * BANDS + 5)  # class 0, class 1 points
-
-
-@dataclass
-class Canvas:
-    """The plot box in data coordinates, its size in pixels, and the coarse grid the model is
-    evaluated on (``res`` x ``res`` points spanning the box, row 0 at the top)."""
-
-    lo: np.ndarray  # (2,) lower-left corner in data units
-    hi: np.ndarray  # (2,) upper-right corner
-    width: int
-    height: int
-    res: int
-
-    @classmethod
-    def around(cls, x: np.ndarray, size: int, res: int) -> "Canvas":
-        return cls(x.min(0) - 0.5, x.max(0) + 0.5, size, size - TITLE_PX, res)
-
-    def grid(self) -> np.ndarray:
-        """(res * res, 2) float32 points, row-major from the top-left corner."""
-        xs = np.linspace(self.lo[0], self.hi[0], self.res)
-        ys = np.linspace(self.hi[1], self.lo[1], self.res)
-        gx, gy = np.meshgrid(xs, ys)
-        return np.stack([gx.ravel(), gy.ravel()], 1).astype(np.float32)
-
-    def to_pixels(self, x: np.ndarray) -> np.ndarray:
-        """(N, 2) data coordinates -> (N, 2) pixel coordinates (column, row) in the plot box."""
-        u = (x[:, 0] - self.lo[0]) / (self.hi[0] - self.lo[0]) * (self.width - 1)
-        v = (self.hi[1] - x[:, 1]) / (self.hi[1] - self.lo[1]) * (self.height - 1)
-        return np.stack([u, v], 1)
-
-
-def _font(px: int):
-    from PIL import ImageFont
-
-    try:
-        return ImageFont.load_default(size=px)  # scalable when Pillow has FreeType
-    except TypeError:  # pragma: no cover - Pillow < 10.1
-        return ImageFont.load_default()
-
-
-def points_layer(canvas: Canvas, x: np.ndarray, y: np.ndarray):
-    """The training points as (palette image, mask), drawn once and pasted on every frame."""
-    from PIL import Image, ImageDraw
-
-    layer = Image.new("P", (canvas.width, canvas.height), WHITE)
-    mask = Image.new("L", (canvas.width, canvas.height), 0)
-    draw, draw_mask = ImageDraw.Draw(layer), ImageDraw.Draw(mask)
-    r = max(1.5, canvas.width / 160)
-    for (u, v), label in zip(canvas.to_pixels(x), y):
-        box = [u - r, v - r, u + r, v + r]
-        draw.ellipse(box, fill=POINT[int(label)], outline=BLACK)
-        draw_mask.ellipse(box, fill=255)
-    return layer, mask
-
-
-def render_frame(prob: np.ndarray, canvas: Canvas, points, title: list[str], progress: float | None = None):
-    """One palette frame: P(class 1) in shaded bands, a dark 0.5 contour, the points, a title, and
-    under the title a bar ``progress`` (0..1] of the width long.
-
-    ``prob`` is (res * res,) on the canvas grid; NaN (exp overflowing far from the data) is grey.
-    The bar also keeps the frames distinct: Pillow merges identical consecutive GIF frames, which
-    would break the configured frame count (e.g. a title cut off at a small size)."""
-    from PIL import Image, ImageDraw
-
-    coarse = Image.fromarray(prob.reshape(canvas.res, canvas.res).astype(np.float32), "F")
-    p = np.asarray(coarse.resize((canvas.width, canvas.height), Image.BILINEAR))  # (H, W)
-    index = np.clip(np.nan_to_num(p, nan=0.5) * 2 * BANDS, 0, 2 * BANDS - 1).astype(np.uint8)
-    side = p > 0.5
-    edge = np.zeros_like(side)  # pixels where the predicted class changes: the decision boundary
-    edge[:, 1:] |= side[:, 1:] != side[:, :-1]
-    edge[1:, :] |= side[1:, :] != side[:-1, :]
-    index[edge] = EDGE
-    index[np.isnan(p)] = NAN
-    frame = Image.new("P", (canvas.width, canvas.height + TITLE_PX), WHITE)
-    frame.putpalette(PALETTE)
-    frame.paste(Image.fromarray(index, "P"), (0, TITLE_PX))
-    frame.paste(points[0], (0, TITLE_PX), points[1])
-    draw = ImageDraw.Draw(frame)
-    font = _font(max(8, TITLE_PX // 3))
-    for i, line in enumerate(title[:2]):
-        draw.text((4, 1 + i * TITLE_PX // 2), line, fill=BLACK, font=font)
-    if progress is not None:
-        draw.rectangle([0, TITLE_PX - 2, math.ceil(progress * canvas.width) - 1, TITLE_PX - 1], fill=EDGE)
-    return frame
-
-
 # -- training ---------------------------------------------------------------------------------
 
 
@@ -301,31 +208,34 @@ def accuracy(logits: Tensor, y: Tensor) -> float:
     return float(((logits > 0) == (y > 0.5)).float().mean())
 
 
-def train_one(name: str, cfg: Config, data: dict, canvas: Canvas, points, run: Run) -> dict:
-    """Train one activation, film it, and return its table row plus its final boundary."""
+def train_one(name: str, cfg: Config, data: dict, amp, run: Run) -> dict:
+    """Train one activation and film it: its table row, plus its boundary (a probability grid
+    over the canvas) and accuracies at every filmed step."""
+    from practicum.train.optim import build_optimizer
+
     xtr, ytr, xte, yte, grid = (data[k] for k in ("xtr", "ytr", "xte", "yte", "grid"))
     torch.manual_seed(cfg.seed)  # every activation starts from the same weights
-    model = MoonNet(name, cfg.model.hidden)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay,
-                            fused=True)  # one kernel for all six tensors: ~20% less time per step
+    model = MoonNet(name, cfg.model.hidden).to(xtr.device)
+    # AdamW by default: the registry's is torch's fused kernel, one for all six tensors (~20% less time per step)
+    opt = build_optimizer(cfg.optim.name, model.parameters(), cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     loss_fn = nn.BCEWithLogitsLoss()
     steps = cfg.train.steps
     frame_steps = set(np.round(np.linspace(0, steps, cfg.animation.frames)).astype(int).tolist())
-    n_frames = cfg.animation.frames
 
-    def boundary() -> np.ndarray:
-        with torch.no_grad():
-            return torch.sigmoid(model(grid)).numpy()
+    def forward(x: Tensor) -> Tensor:
+        with amp():
+            return model(x).float()
 
-    def snapshot(step: int) -> tuple[float, float]:
-        with torch.no_grad():
-            return accuracy(model(xtr), ytr), accuracy(model(xte), yte)
+    @torch.no_grad()
+    def snapshot() -> tuple[float, float]:
+        return accuracy(forward(xtr), ytr), accuracy(forward(xte), yte)
 
-    frames, prob, diverged_at, fc1_grads = [], None, None, []
+    film = {"probs": [], "steps": [], "train": [], "test": []}
+    diverged_at, fc1_grads = None, []
     for step in range(steps + 1):  # step 0 is the initial boundary; steps 1..steps are updates
         if step > 0:
             opt.zero_grad(set_to_none=True)
-            loss = loss_fn(model(xtr), ytr)
+            loss = loss_fn(forward(xtr), ytr)
             loss.backward()
             # Watching the loss is enough: an inf gradient makes AdamW's update inf/inf = NaN, and a
             # NaN weight reaches every logit, so the next loss is NaN (reported one step late).
@@ -333,64 +243,35 @@ def train_one(name: str, cfg: Config, data: dict, canvas: Canvas, points, run: R
             if not math.isfinite(loss_value):
                 diverged_at = step
                 break
-            log = step == 1 or step % cfg.train.log_every == 0 or step == steps
+            log = step == 1 or step % cfg.train.log_steps == 0 or step == steps
             if log:  # |dL/dW1| before the update, in float64 (float32 overflows for 1/x and tan)
                 fc1_grads.append(float(model.fc1.weight.grad.double().norm()))
             opt.step()
             if log:
-                tr_acc, te_acc = snapshot(step)
+                tr_acc, te_acc = snapshot()
                 run.log({"loss": loss_value, "accuracy": tr_acc, "test_accuracy": te_acc,
                          "grad_fc1": fc1_grads[-1]}, split=name, step=step)
         if step in frame_steps:
-            prob = boundary()
-            tr_acc, te_acc = snapshot(step)
-            frames.append(render_frame(prob, canvas, points, [
-                f"{name}   step {step}/{steps}", f"train acc {tr_acc:.3f}   test {te_acc:.3f}"],
-                progress=(len(frames) + 1) / n_frames))
-
-    if diverged_at is not None:  # keep the frame count: hold the last finite boundary, say so
-        while len(frames) < n_frames:
-            frames.append(render_frame(prob, canvas, points, [
-                f"{name}   DIVERGED at step {diverged_at}", "loss is NaN/inf: stopped"],
-                progress=(len(frames) + 1) / n_frames))
-    fileio.write_gif(run.figure_path(f"boundary_{name}.gif"), frames, cfg.animation.frame_ms)
+            with torch.no_grad():
+                prob = torch.sigmoid(forward(grid))  # (res * res,)
+            tr_acc, te_acc = snapshot()
+            for key, value in (("probs", prob.cpu()), ("steps", step), ("train", tr_acc), ("test", te_acc)):
+                film[key].append(value)
 
     if diverged_at is None:
         with torch.no_grad():
-            final_loss = float(loss_fn(model(xtr), ytr))
-            train_acc, test_acc = accuracy(model(xtr), ytr), accuracy(model(xte), yte)
-        fits = test_acc >= cfg.train.fit_threshold
-        status = "fits" if fits else "does not fit"
+            final_loss = float(loss_fn(forward(xtr), ytr))
+        train_acc, test_acc = snapshot()
+        status = "fits" if test_acc >= cfg.train.fit_threshold else "does not fit"
     else:
         final_loss = train_acc = test_acc = float("nan")
         status = f"diverged at step {diverged_at}"
     return {"name": name, "train_acc": train_acc, "test_acc": test_acc, "loss": final_loss,
             "diverged_at": diverged_at, "fc1_grad": float(np.mean(fc1_grads)) if fc1_grads else math.nan,
-            "status": status,
-            "seed": "fits" if ACTIVATIONS[name].seed_fits else "fails", "prob": prob}
-
-
-# -- checkpoint: one file per finished activation ---------------------------------------------
-
-
-def save_done(run: Run, row: dict) -> None:
-    meta = {k: v for k, v in row.items() if k != "prob"}
-    meta["metrics_position"] = run.metrics_position()
-    fileio.save_npz(run.checkpoint_path(f"{row['name']}.npz"), prob=row["prob"],
-                    meta=np.array(json.dumps(meta)))
-
-
-def load_done(run: Run, name: str) -> dict | None:
-    path = run.checkpoint_path(f"{name}.npz")
-    if not path.exists():
-        return None
-    with np.load(path, allow_pickle=False) as z:
-        row = json.loads(str(z["meta"]))
-        row["prob"] = z["prob"]
-    return row
-
-
-# ---------------------------------------------------------------------------------------------
+            "status": status, "seed": "fits" if ACTIVATIONS[name].seed_fits else "fails",
+            "prob": film["probs"][-1],  # the last boundary (a diverged one: its last finite one)
+            "film": {"probs": torch.stack(film["probs"]).half(), "steps": film["steps"], "train": film["train"],
+                     "test": film["test"]}}  # float16 boundaries: enough for 2 x 5 colour bands
 
 
 def load_data(cfg: Config) -> dict:
@@ -403,54 +284,51 @@ def load_data(cfg: Config) -> dict:
 
 
 def run(cfg: Config, run: Run) -> dict:
-    # One thread: for a 10-unit MLP, intra-op threads only add synchronisation. Measured on this
-    # 2-core machine shared with other jobs: 2.5 ms per step with 1 thread, 36 ms with 2.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return _run(cfg, run)
-    finally:
-        torch.set_num_threads(threads)
+    from practicum.report.activations import boundary_gif, grid_figure
+    from practicum.report.boundary import Canvas
+    from practicum.train import checkpoint
+    from practicum.train.device import autocast, resolve_device, resolve_precision
 
-
-def _run(cfg: Config, run: Run) -> dict:
+    device = resolve_device(cfg.train.device)
+    dtype = resolve_precision(cfg.train.precision, device)
     raw = load_data(cfg)
-    canvas = Canvas.around(np.concatenate([raw["xtr"], raw["xte"]]), cfg.animation.size,
-                           cfg.animation.resolution)
-    data = {k: torch.from_numpy(v).float() for k, v in raw.items()}  # labels as 0./1. for BCE
-    data["grid"] = torch.from_numpy(canvas.grid())  # (res * res, 2)
-    points = points_layer(canvas, raw["xtr"], raw["ytr"])
+    canvas = Canvas.around(np.concatenate([raw["xtr"], raw["xte"]]), cfg.animation.size, cfg.animation.resolution)
+    data = {k: torch.from_numpy(v).float().to(device) for k, v in raw.items()}  # labels as 0./1. for BCE
+    data["grid"] = torch.from_numpy(canvas.grid()).to(device)  # (res * res, 2)
 
-    rows, position, rewound = [], 0, not run.resumed
+    rows = []
     for name in cfg.model.activations:
-        row = load_done(run, name) if run.resumed else None
-        if row is not None:
-            position = row["metrics_position"]
-        else:
-            if not rewound:  # drop the lines an interrupted activation had logged
-                run.rewind_metrics(position)
-                rewound = True
-            row = train_one(name, cfg, data, canvas, points, run)
-            save_done(run, row)
+        path = run.checkpoint_path(f"{name}.pt")
+        row = checkpoint.load_run_state(run, path)  # a finished activation of a resumed run
+        if row is None:
+            row = train_one(name, cfg, data, lambda: autocast(device, dtype), run)
+            checkpoint.save_run_state(run, path, extra=row, done=True)
         rows.append(row)
 
-    # Data first (the grid figure is drawn from it), then the figure and the table.
-    probs = {r["name"]: r["prob"] for r in rows}  # a diverged one keeps its last finite boundary
-    fileio.save_npz(run.artifact_path("boundaries.npz"), lo=canvas.lo, hi=canvas.hi,
-                    xtr=raw["xtr"], ytr=raw["ytr"],
-                    **{f"prob_{k}": v.reshape(canvas.res, canvas.res) for k, v in probs.items()})
-    grid_figure(run.artifact_path("boundaries.npz"), rows, run.figure_path("boundaries.png"),
-                cfg.animation.size)
-    fileio.write_json(run.dir / "tables" / "activations.json", {
-        "columns": ["activation", "train acc", "test acc", "final loss", "diverged at step",
-                    "mean |grad W1|", "result", "seed"],
-        "rows": [[r["name"], _num(r["train_acc"]), _num(r["test_acc"]), _num(r["loss"]),
-                  r["diverged_at"], _num(r["fc1_grad"]), r["status"], r["seed"]] for r in rows],
-        "caption": (f"Half-moons, MLP 2-{cfg.model.hidden}-{cfg.model.hidden}-1, AdamW lr {cfg.optim.lr}, "
-                    f"{cfg.train.steps} full-batch steps; 'fits' = test accuracy >= "
-                    f"{cfg.train.fit_threshold}; |grad W1| = norm of the first layer's weight gradient, mean "
-                    f"over step 1 and every {cfg.train.log_every}th step; seed = what seed 000 reported"),
-    })
+    # Data first (every figure is drawn from it), then the figures and the table.
+    res = canvas.res
+    arrays = {"lo": canvas.lo, "hi": canvas.hi, "xtr": raw["xtr"], "ytr": raw["ytr"]}
+    for r in rows:
+        f = r["film"]
+        arrays[f"prob_{r['name']}"] = r["prob"].numpy().reshape(res, res)
+        arrays[f"film_{r['name']}"] = f["probs"].numpy().reshape(-1, res, res)
+        arrays[f"film_steps_{r['name']}"] = np.array(f["steps"])
+        arrays[f"film_train_{r['name']}"] = np.array(f["train"])
+        arrays[f"film_test_{r['name']}"] = np.array(f["test"])
+    npz = run.artifact_path("boundaries.npz")
+    fileio.save_npz(npz, **arrays)
+    a = cfg.animation
+    for r in rows:
+        boundary_gif(npz, r, cfg.train.steps, a.frames, a.size, a.frame_ms, run.figure_path(f"boundary_{r['name']}.gif"))
+    grid_figure(npz, rows, run.figure_path("boundaries.png"), a.size)
+    run.write_table("activations", ["activation", "train acc", "test acc", "final loss", "diverged at step",
+                                    "mean |grad W1|", "result", "seed"],
+                    [[r["name"], _num(r["train_acc"]), _num(r["test_acc"]), _num(r["loss"]),
+                      r["diverged_at"], _num(r["fc1_grad"]), r["status"], r["seed"]] for r in rows],
+                    caption=(f"Half-moons, MLP 2-{cfg.model.hidden}-{cfg.model.hidden}-1, {cfg.optim.name} lr "
+                             f"{cfg.optim.lr}, {cfg.train.steps} full-batch steps; 'fits' = test accuracy >= "
+                             f"{cfg.train.fit_threshold}; |grad W1| = norm of the first layer's weight gradient, "
+                             f"mean over step 1 and every {cfg.train.log_steps}th step; seed = what seed 000 reported"))
     return summarize(rows, cfg.train.fit_threshold)
 
 
@@ -476,26 +354,3 @@ def summarize(rows: list[dict], fit_threshold: float) -> dict:
     summary["test/fitted"] = float(sum(r["test_acc"] >= fit_threshold for r in rows))
     summary["train/diverged"] = float(sum(r["diverged_at"] is not None for r in rows))
     return summary
-
-
-def grid_figure(npz_path, rows: list[dict], path, size: int) -> None:
-    """All final boundaries side by side (PNG), drawn from boundaries.npz with the GIFs' renderer."""
-    from PIL import Image
-
-    with np.load(npz_path, allow_pickle=False) as z:
-        lo, hi, xtr, ytr = z["lo"], z["hi"], z["xtr"], z["ytr"]
-        probs = {r["name"]: z[f"prob_{r['name']}"] for r in rows}
-    res = next(iter(probs.values())).shape[0]
-    canvas = Canvas(lo, hi, size, size - TITLE_PX, res)
-    points = points_layer(canvas, xtr, ytr)
-    cols = min(4, len(rows))
-    sheet = Image.new("P", (cols * size, math.ceil(len(rows) / cols) * size), WHITE)
-    sheet.putpalette(PALETTE)
-    for i, r in enumerate(rows):
-        result = (f"diverged at step {r['diverged_at']}" if r["diverged_at"] is not None
-                  else f"train {r['train_acc']:.3f}  test {r['test_acc']:.3f}")
-        tile = render_frame(probs[r["name"]].ravel(), canvas, points, [r["name"], result])
-        sheet.paste(tile, ((i % cols) * size, (i // cols) * size))
-    buf = io.BytesIO()
-    sheet.save(buf, format="PNG", optimize=True)
-    fileio.write_bytes(path, buf.getvalue())

@@ -212,7 +212,11 @@ def run(cfg: Config, run: Run) -> dict:
     if history["diverged_at"] is None:
         save_predictions(run, model, xte, yte, test_images, classes)
     if xtr.shape[1] == 2:
-        boundary_figure(model, xtr, ytr, xte, yte, run.figure_path("decision_boundary.png"), cfg.name)
+        from practicum.report.boundary import boundary_png
+
+        save_boundary(run, model, xtr, ytr, xte, yte)
+        boundary_png(run.artifact_path("boundary.npz"), run.figure_path("decision_boundary.png"),
+                     title=f"{cfg.name}: decision boundary")
     return summary
 
 
@@ -226,19 +230,15 @@ def save_predictions(run: Run, model, xte, yte, images, classes) -> None:
     fileio.save_npz(run.artifact_path("predictions.npz"), **arrays)
 
 
-def boundary_figure(model, xtr, ytr, xte, yte, path, title: str) -> None:
-    """The decision boundary over the data's box, with train (dots) and test (crosses) points."""
-    from practicum.report.plots import plt, save
+def save_boundary(run: Run, model, xtr, ytr, xte, yte, size: int = 480, res: int = 120) -> None:
+    """``boundary.npz``: P(class 1) of the trained model on a res x res grid over the data's box
+    (softmax of the scores: its 0.5 contour is the argmax boundary whatever the loss), with the
+    points; report/boundary.py draws the figure from it."""
+    from practicum.report.boundary import Canvas
 
-    lo, hi = np.minimum(xtr.min(0), xte.min(0)) - 0.5, np.maximum(xtr.max(0), xte.max(0)) + 0.5
-    gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], 300), np.linspace(lo[1], hi[1], 300))
-    grid = np.stack([gx.ravel(), gy.ravel()], 1).astype(np.float32)
-    pred = model.forward(grid).argmax(1).reshape(gx.shape)
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    ax.contourf(gx, gy, pred, levels=[-0.5, 0.5, 1.5], colors=["#9ecae1", "#fdae6b"], alpha=0.6)
-    ax.scatter(xtr[:, 0], xtr[:, 1], c=ytr, cmap="coolwarm", s=10, edgecolors="k", linewidths=0.2,
-               label="train")
-    ax.scatter(xte[:, 0], xte[:, 1], c=yte, cmap="coolwarm", s=22, marker="x", label="test")
-    ax.set_title(f"{title}: decision boundary")
-    ax.legend(loc="upper right")
-    save(fig, path)
+    canvas = Canvas.around(np.concatenate([xtr, xte]), size, res)
+    scores = model.forward(canvas.grid())  # (res * res, 2)
+    e = np.exp(scores - scores.max(1, keepdims=True))
+    prob = (e[:, 1] / e.sum(1)).reshape(res, res)
+    fileio.save_npz(run.artifact_path("boundary.npz"), lo=canvas.lo, hi=canvas.hi, prob=prob,
+                    xtr=xtr, ytr=ytr, xte=xte, yte=yte)
