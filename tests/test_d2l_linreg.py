@@ -49,7 +49,7 @@ def test_catalog_quick_learns_the_true_parameters(cli, home, entry):
 
 
 def test_bad_batch_size_is_a_usage_error(cli):
-    code, _, err = cli("run", "linreg-scratch", "-o", "train.batch_size=5000")
+    code, _, err = cli("run", "linreg-scratch", "-o", "optim.batch_size=5000")
     assert code == 2 and "batch_size" in err
     code, _, err = cli("run", "linreg-scratch", "-o", "train.implementation=numpy")
     assert code == 2 and "'scratch'" in err
