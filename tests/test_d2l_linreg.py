@@ -53,3 +53,13 @@ def test_bad_batch_size_is_a_usage_error(cli):
     assert code == 2 and "batch_size" in err
     code, _, err = cli("run", "linreg-scratch", "-o", "train.implementation=numpy")
     assert code == 2 and "'scratch'" in err
+
+
+def test_scratch_is_plain_sgd_and_torch_takes_the_registry(cli):
+    code, _, err = cli("run", "linreg-scratch", "--quick", "-o", "optim.name=adam")
+    assert code == 2 and "plain SGD written by hand" in err and "optim.name" in err
+    code, _, err = cli("run", "linreg-scratch", "--quick", "-o", "optim.momentum=0.9")
+    assert code == 2 and "optim.momentum apply to implementation = 'torch' only" in err
+    code, _, err = cli("run", "linreg-torch", "--quick", "--no-report", "-o", "optim.name=adam", "-o", "optim.lr=0.1")
+    assert code == 0, err
+

@@ -151,6 +151,14 @@ def test_saddle_walk_stops_when_it_leaves_the_box():
     assert len(path) < 201 and abs(path[-1, 1]) > 3
 
 
+def test_a_walk_whose_f_overflows_is_diverged():
+    from practicum.practicals.optim2d import FUNCTIONS, walk
+    from practicum.train.loop import Diverged
+
+    with pytest.raises(Diverged, match=r"sgd \(scratch\) diverged at step 1: loss = inf, learning rate 1e\+200"):
+        walk(FUNCTIONS["ill_conditioned"], "sgd", {"lr": 1e200}, 20, "scratch")
+
+
 def test_study_quick_end_to_end(cli, home):
     code, out, err = cli("run", "study-optimizers-2d", "--quick", "--no-report")
     assert code == 0, err

@@ -48,6 +48,17 @@ def test_random_net_is_a_function_of_its_seed():
     assert not any(p.requires_grad for p in a.parameters())
 
 
+def test_the_synthesized_image_is_the_one_parameter():
+    from practicum.models.stylenet import SynthesizedImage
+
+    start = torch.randn(1, 3, 4, 5)
+    image = SynthesizedImage(start)
+    assert [p.shape for p in image.parameters()] == [start.shape] and torch.equal(image(), start)
+    image().sum().backward()
+    assert torch.equal(image.weight.grad, torch.ones_like(start))
+    assert start.grad is None  # a copy: the content image stays as it was
+
+
 def test_generated_styles():
     from practicum.practicals.style import generated_style
 
@@ -97,6 +108,31 @@ def test_linear_generator_gaussian_matches_its_samples():
         x = g(torch.randn(200_000, 2)).double().numpy()
     np.testing.assert_allclose(x.mean(0), mu, atol=0.01)
     np.testing.assert_allclose(np.cov(x.T), cov, atol=0.01)
+
+
+def test_the_gan_step_trains_d_then_g_each_alone():
+    """update_D moves only the discriminator (the fake batch is detached), update_G only the
+    generator, through the discriminator as update_D left it (the pair both GANs share)."""
+    from practicum.models.gan import Discriminator2D, Generator2D, update_D, update_G
+
+    torch.manual_seed(0)
+    g, d = Generator2D(), Discriminator2D()
+    opt_g, opt_d = (torch.optim.SGD(m.parameters(), lr=0.1) for m in (g, d))
+    loss = torch.nn.BCEWithLogitsLoss()
+    x, z = torch.randn(16, 2) + 3, torch.randn(16, 2)
+    state = lambda m: [p.detach().clone() for p in m.parameters()]  # noqa: E731
+    g0, d0 = state(g), state(d)
+    fake = g(z)
+    loss_d = update_D(x, fake, d, loss, opt_d)
+    assert all(torch.equal(a, b) for a, b in zip(g0, state(g)))
+    assert not all(torch.equal(a, b) for a, b in zip(d0, state(d)))
+    d1 = state(d)
+    with torch.no_grad():  # the generator's loss against the updated discriminator
+        expected = loss(d(fake), torch.ones(16))
+    loss_g = update_G(fake, d, loss, opt_g)
+    assert torch.equal(loss_g, expected) and not loss_g.requires_grad and not loss_d.requires_grad
+    assert all(torch.equal(a, b) for a, b in zip(d1, state(d)))
+    assert not all(torch.equal(a, b) for a, b in zip(g0, state(g)))
 
 
 def test_dcgan_shapes():
