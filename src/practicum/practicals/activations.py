@@ -1,8 +1,8 @@
 """Seed 000, practical 5: which hidden non-linearities let a tiny MLP fit half-moons?
 
-One MLP 2 -> 10 -> 10 -> 1 (plain torch, a logit out, BCE-with-logits, AdamW, full batch) is
-trained per activation from the *same* initial weights, and each run is filmed: an animated GIF of
-the decision boundary every few steps, with the training points on top. A final grid shows every
+One MLP 2 -> 10 -> 10 -> 1 (plain torch, a logit out, BCE-with-logits, AdamW by default, full
+batch) is trained per activation from the *same* initial weights, and each run is filmed: an
+animated GIF of the decision boundary every few steps, with the training points on top. A final grid shows every
 boundary side by side, and a table gives final accuracy, loss, and whether training diverged.
 
 Where the non-linearity sits (as in the seed's code):
@@ -319,7 +319,8 @@ def run(cfg: Config, run: Run) -> dict:
     fileio.save_npz(npz, **arrays)
     a = cfg.animation
     for r in rows:
-        boundary_gif(npz, r, cfg.train.steps, a.frames, a.size, a.frame_ms, run.figure_path(f"boundary_{r['name']}.gif"))
+        boundary_gif(npz, r, cfg.train.steps, a.frames, a.size, a.frame_ms,
+                     run.figure_path(f"boundary_{r['name']}.gif"))
     grid_figure(npz, rows, run.figure_path("boundaries.png"), a.size)
     run.write_table("activations", ["activation", "train acc", "test acc", "final loss", "diverged at step",
                                     "mean |grad W1|", "result", "seed"],
@@ -327,8 +328,9 @@ def run(cfg: Config, run: Run) -> dict:
                       r["diverged_at"], _num(r["fc1_grad"]), r["status"], r["seed"]] for r in rows],
                     caption=(f"Half-moons, MLP 2-{cfg.model.hidden}-{cfg.model.hidden}-1, {cfg.optim.name} lr "
                              f"{cfg.optim.lr}, {cfg.train.steps} full-batch steps; 'fits' = test accuracy >= "
-                             f"{cfg.train.fit_threshold}; |grad W1| = norm of the first layer's weight gradient, "
-                             f"mean over step 1 and every {cfg.train.log_steps}th step; seed = what seed 000 reported"))
+                             f"{cfg.train.fit_threshold}; |grad W1| = norm of the first layer's weight "
+                             f"gradient, mean over step 1 and every {cfg.train.log_steps}th step; seed = what "
+                             "seed 000 reported"))
     return summarize(rows, cfg.train.fit_threshold)
 
 

@@ -173,7 +173,8 @@ def run(cfg: Config, run: Run) -> dict:
     amp = lambda: autocast(device, dtype)  # noqa: E731 - the forward passes' context (a no-op for fp32)
 
     data = load_mnist(cfg.data.name)
-    real = (torch.from_numpy(data.train_x[: cfg.data.train_limit]).float()[:, None] / 127.5 - 1).to(device)  # (N, 1, 28, 28)
+    images = torch.from_numpy(data.train_x[: cfg.data.train_limit]).float()[:, None]  # (N, 1, 28, 28)
+    real = (images / 127.5 - 1).to(device)  # the data moves once
     labels = torch.from_numpy(data.train_y[: cfg.data.train_limit]).to(device)
     test = (torch.from_numpy(data.test_x[: cfg.judge.score_samples]).float()[:, None] / 127.5 - 1).to(device)
     test_y = torch.from_numpy(data.test_y[: len(test)]).to(device)
@@ -190,7 +191,8 @@ def run(cfg: Config, run: Run) -> dict:
     bs = o.batch_size
     steps = len(real) // bs  # drop the last partial batch (BN on a tiny batch is noisy)
     opt_g, sched_g = build_training(o, net_g.parameters(), steps, t.epochs)
-    opt_d, sched_d = build_training(o.model_copy(update={"lr": o.lr_d or o.lr}), net_d.parameters(), steps, t.epochs)
+    o_d = o.model_copy(update={"lr": o.lr_d or o.lr})  # the discriminator's: its own rate
+    opt_d, sched_d = build_training(o_d, net_d.parameters(), steps, t.epochs)
 
     path = run.checkpoint_path("last.pt")
     state = dict(modules={"generator": net_g, "discriminator": net_d},
@@ -212,7 +214,8 @@ def run(cfg: Config, run: Run) -> dict:
         tick = time.perf_counter()
         for i in range(p["position"], steps):
             x = real[p["order"][i * bs: (i + 1) * bs]]  # (B, 1, 28, 28)
-            z = torch.randn(len(x), cfg.model.latent_dim, generator=gen).to(device)  # drawn on the CPU: any device, same noise
+            # drawn on the CPU: the same noise on any device
+            z = torch.randn(len(x), cfg.model.latent_dim, generator=gen).to(device)
             with amp():
                 fake = net_g(z)
             step, lr_d, lr_g = epoch * steps + i + 1, opt_d.param_groups[0]["lr"], opt_g.param_groups[0]["lr"]

@@ -102,7 +102,8 @@ def run(cfg: Config, run: Run) -> dict:
     A, b = torch.tensor(cfg.data.A), torch.tensor(cfg.data.b)
     true_mu, true_cov = b.numpy().astype(np.float64), (A.T @ A).numpy().astype(np.float64)
     data = torch.randn(cfg.data.n_samples, 2, generator=gen) @ A + b  # (N, 2)
-    fixed_z = torch.randn(t.fixed_samples, cfg.model.latent_dim, generator=torch.Generator().manual_seed(cfg.seed + 1))
+    fixed_z = torch.randn(t.fixed_samples, cfg.model.latent_dim,
+                          generator=torch.Generator().manual_seed(cfg.seed + 1))
 
     net_g, net_d = Generator2D(cfg.model.latent_dim), Discriminator2D()
     for p in [*net_g.parameters(), *net_d.parameters()]:
@@ -113,7 +114,8 @@ def run(cfg: Config, run: Run) -> dict:
     bs = o.batch_size
     steps = math.ceil(len(data) / bs)
     opt_g, sched_g = build_training(o, net_g.parameters(), steps, t.epochs)
-    opt_d, sched_d = build_training(o.model_copy(update={"lr": o.lr_d or o.lr}), net_d.parameters(), steps, t.epochs)
+    o_d = o.model_copy(update={"lr": o.lr_d or o.lr})  # the discriminator's: its own rate
+    opt_d, sched_d = build_training(o_d, net_d.parameters(), steps, t.epochs)
 
     @torch.no_grad()
     def snapshot() -> torch.Tensor:
@@ -132,7 +134,8 @@ def run(cfg: Config, run: Run) -> dict:
         sum_d = sum_g = 0.0
         for i in range(steps):
             x = real[order[i * bs: (i + 1) * bs]]  # (B, 2)
-            z = torch.randn(len(x), cfg.model.latent_dim, generator=gen).to(device)  # drawn on the CPU: any device, same noise
+            # drawn on the CPU: the same noise on any device
+            z = torch.randn(len(x), cfg.model.latent_dim, generator=gen).to(device)
             with amp():
                 fake = net_g(z)  # (B, 2)
             step, lr_d, lr_g = epoch * steps + i + 1, opt_d.param_groups[0]["lr"], opt_g.param_groups[0]["lr"]
@@ -159,7 +162,8 @@ def run(cfg: Config, run: Run) -> dict:
     fileio.save_npz(run.artifact_path("samples.npz"), real=data.numpy(),
                     snapshots=torch.stack(progress["snapshots"]).numpy(), fixed_z=fixed_z.numpy(),
                     frechet=np.array(frechet))
-    checkpoint.save(run.artifact_path("weights.pt"), {"generator": net_g.state_dict(), "discriminator": net_d.state_dict()})
+    checkpoint.save(run.artifact_path("weights.pt"), {"generator": net_g.state_dict(),
+                                                      "discriminator": net_d.state_dict()})
     run.write_table("distribution", ["statistic", "true", "generator"], [
         ["mean x1", float(b[0]), round(float(mu_g[0]), 4)],
         ["mean x2", float(b[1]), round(float(mu_g[1]), 4)],

@@ -156,7 +156,8 @@ def fit_torch(cfg: Config, X: Tensor, y: Tensor, gen: torch.Generator, run: Run,
     loss_fn = nn.MSELoss()
     opt, sched = build_training(cfg.optim, net.parameters(), len(loader), cfg.train.epochs)
     path = run.checkpoint_path("last.pt")
-    state = dict(modules={"net": net}, optimizers={"net": opt}, schedulers={"net": sched}, generators={"data": gen})
+    state = dict(modules={"net": net}, optimizers={"net": opt}, schedulers={"net": sched},
+                 generators={"data": gen})
     p = checkpoint.load_run_state(run, path, **state) or {"epoch": 0}
     for epoch in range(p["epoch"], cfg.train.epochs):
         for i, (xb, yb) in enumerate(loader):
@@ -168,7 +169,8 @@ def fit_torch(cfg: Config, X: Tensor, y: Tensor, gen: torch.Generator, run: Run,
             opt.step()
             sched.step()
             step = epoch * len(loader) + i + 1
-            check_finite(loss.item(), label=f"linreg ({cfg.optim.name})", step=step, epoch=step / len(loader), lr=lr)
+            check_finite(loss.item(), label=f"linreg ({cfg.optim.name})", step=step,
+                         epoch=step / len(loader), lr=lr)
         with torch.no_grad(), amp():  # reported as the scratch loss, (y_hat - y)^2 / 2, to compare
             loss = float(squared_loss(net(X)[:, 0].float(), y).mean())
         run.log({"loss": loss}, split="train", step=epoch + 1, epoch=epoch + 1)

@@ -230,13 +230,13 @@ def save_predictions(run: Run, model, xte, yte, images, classes) -> None:
     fileio.save_npz(run.artifact_path("predictions.npz"), **arrays)
 
 
-def save_boundary(run: Run, model, xtr, ytr, xte, yte, size: int = 480, res: int = 120) -> None:
+def save_boundary(run: Run, model, xtr, ytr, xte, yte, res: int = 120) -> None:
     """``boundary.npz``: P(class 1) of the trained model on a res x res grid over the data's box
     (softmax of the scores: its 0.5 contour is the argmax boundary whatever the loss), with the
     points; report/boundary.py draws the figure from it."""
     from practicum.report.boundary import Canvas
 
-    canvas = Canvas.around(np.concatenate([xtr, xte]), size, res)
+    canvas = Canvas.around(np.concatenate([xtr, xte]), 480, res)  # the box and its res x res grid
     scores = model.forward(canvas.grid())  # (res * res, 2)
     e = np.exp(scores - scores.max(1, keepdims=True))
     prob = (e[:, 1] / e.sum(1)).reshape(res, res)

@@ -128,7 +128,8 @@ class Study(Section):
     def _known_optimizers(cls, names):
         for n in names:
             if n not in OPTIMIZERS:
-                raise ValueError(f"unknown optimizer '{n}'{nearest(n, OPTIMIZERS)}; valid: {', '.join(OPTIMIZERS)}")
+                raise ValueError(f"unknown optimizer '{n}'{nearest(n, OPTIMIZERS)}; "
+                                 f"valid: {', '.join(OPTIMIZERS)}")
         return names
 
 
@@ -136,7 +137,8 @@ class Train(config.Compute):
     device: Literal["auto", "cpu", "cuda", "mps"] = Field(
         "cpu", description="a walk of one 2-vector: the CPU is fastest; cuda works, mps has no float64")
     threads: int = Field(1, ge=0, description="torch threads; a 2-vector needs one (0: all cores)")
-    precision: Literal["fp32"] = Field("fp32", description="the walks are float64 and have no forward pass to autocast")
+    precision: Literal["fp32"] = Field("fp32", description="the walks are float64 and have no forward "
+                                       "pass to autocast")
 
 
 class Config(Experiment):

@@ -170,7 +170,8 @@ def style_loss(y_hat: Tensor, gram_y: Tensor) -> Tensor:
 
 def tv_loss(x: Tensor) -> Tensor:
     """Total variation: mean absolute difference between neighbouring pixels."""
-    return 0.5 * ((x[:, :, 1:, :] - x[:, :, :-1, :]).abs().mean() + (x[:, :, :, 1:] - x[:, :, :, :-1]).abs().mean())
+    return 0.5 * ((x[:, :, 1:, :] - x[:, :, :-1, :]).abs().mean()
+                  + (x[:, :, :, 1:] - x[:, :, :, :-1]).abs().mean())
 
 
 def losses(net, x: Tensor, targets: dict, cfg: Config) -> dict[str, Tensor]:
@@ -217,7 +218,8 @@ def run(cfg: Config, run: Run) -> dict:
     sched = build_schedule(opt, "step", total_steps=o.steps, step_size=o.decay_every, gamma=o.decay)
     path = run.checkpoint_path("last.pt")
     state = dict(modules={"image": image}, optimizers={"image": opt}, schedulers={"image": sched})
-    p = checkpoint.load_run_state(run, path, **state) or {"step": 0, "first": None, "frames": [], "frame_steps": []}
+    p = checkpoint.load_run_state(run, path, **state) or {"step": 0, "first": None, "frames": [],
+                                                          "frame_steps": []}
 
     for step in range(p["step"], o.steps + 1):  # step 0 measures the start, then updates
         with autocast(device, dtype):
@@ -255,7 +257,8 @@ def run(cfg: Config, run: Run) -> dict:
     result_png(npz, run.figure_path("result.png"))
     run.write_table("losses", ["term", "weight", "at start", "at end"],
                     [[k, getattr(cfg.loss, f"{k}_weight", None), _g(first[k]), _g(final[k])]
-                     for k in ("content", "style", "tv")] + [["total", None, _g(first["total"]), _g(final["total"])]],
+                     for k in ("content", "style", "tv")]
+                    + [["total", None, _g(first["total"]), _g(final["total"])]],
                     caption=(f"Weighted loss terms, {o.steps} {o.name} steps on a {h}x{w} image; features: "
                              f"random VGG-shaped net {cfg.net.channels} (seed {cfg.net.seed})"))
 
