@@ -78,6 +78,11 @@ def sigterm_as_interrupt():
 
 def start(cfg: Experiment, force: bool = False, index: Index | None = None) -> tuple[Claim, Run | None]:
     """Claim ``cfg`` in the index; return the claim and, when there is work to do, its Run."""
+    device = getattr(getattr(cfg, "train", None), "device", "auto")
+    if device not in ("auto", "cpu"):  # a missing GPU is a one-line error before any run exists
+        from practicum.train.device import resolve_device
+
+        resolve_device(device)
     index = index or Index()
     claim = index.claim(cfg, force=force)
     if claim.action in ("finished", "busy"):

@@ -52,8 +52,7 @@ class Model(Section):
     def _known(cls, name: str) -> str:
         from practicum.models import MODELS  # imports torch: only when a file is loaded
 
-        MODELS[name]  # an unknown preset: the nearest valid name
-        return name
+        return config.in_registry(MODELS, name)
 
     def resolved(self) -> dict:
         from practicum.models import MODELS
