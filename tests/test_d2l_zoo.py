@@ -18,7 +18,7 @@ from practicum.config import load_experiment
 from practicum.errors import UsageError
 from practicum.models import MODELS, build_model
 from practicum.optimizers_scratch import SCRATCH_OPTIMIZERS
-from practicum.sweep import plan_study
+from practicum.sweeps import plan_study
 from practicum.train.optim import build_optimizer
 
 ZOO = {  # entry -> (CPU preset it trains, D2L's preset and input size)

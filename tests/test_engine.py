@@ -15,7 +15,7 @@ import torch
 
 
 def runs_of(home: Path) -> list[dict]:
-    from practicum.runs import Index
+    from practicum.store import Index
 
     return [r.as_json() for r in Index(home).list()] if (home / "index.sqlite").exists() else []
 

@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from practicum import fileio
 from practicum.config import Experiment, Section
 from practicum.train.device import torch_threads
-from practicum.runs import Run
+from practicum.store import Run
 from practicum.train import checkpoint
 
 

@@ -46,7 +46,7 @@ from practicum.detection import mean_average_precision, multibox_detection, mult
 from practicum.detection.voc import FRUIT_CLASSES, boxes_and_labels, image_size, load_image, read_voc_xml
 from practicum.errors import PracticumError
 from practicum.train.device import torch_threads
-from practicum.runs import Run
+from practicum.store import Run
 from practicum.train import checkpoint
 
 

@@ -41,7 +41,7 @@ from practicum.errors import UsageError
 from practicum.models.rnn import (MODELS, build_lm, detach_state, grad_clipping, hidden_for_budget,
                                   lm_parameters, predict)
 from practicum.practicals.textkit import checkpoint, count_parameters, make_optimizer, restore, write_table
-from practicum.runs import Run
+from practicum.store import Run
 
 
 class Data(Section):

@@ -37,7 +37,7 @@ from practicum.config import Experiment, Section
 from practicum.optimizers_scratch import SCRATCH_OPTIMIZERS, build
 from practicum.registry import Registry
 from practicum.train.device import torch_threads
-from practicum.runs import Run
+from practicum.store import Run
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from practicum.data.text import Vocab, pad_batch, read_imdb_tiny, read_rt_polari
 from practicum.errors import PracticumError
 from practicum.models.textclass import build_classifier
 from practicum.practicals.textkit import checkpoint, count_parameters, make_optimizer, restore, write_table
-from practicum.runs import Run
+from practicum.store import Run
 
 VARIANTS = ("textcnn-random", "textcnn-w2v", "bilstm-random", "bilstm-w2v")
 

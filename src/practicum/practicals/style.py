@@ -40,7 +40,7 @@ from practicum import fileio
 from practicum.config import Experiment, Section
 from practicum.errors import UsageError
 from practicum.train.device import torch_threads
-from practicum.runs import Run
+from practicum.store import Run
 from practicum.train import checkpoint
 
 MEAN = torch.tensor([0.485, 0.456, 0.406]).reshape(1, 3, 1, 1)  # D2L's (ImageNet) normalisation
@@ -288,7 +288,7 @@ def images_figure(npz, path, cfg: Config) -> None:
 def loss_figure(run_dir, path) -> None:
     """The weighted loss terms against step, log scale (the content term starts at 0: not drawn there)."""
     from practicum.report.plots import plt, save
-    from practicum.runs import read_metrics
+    from practicum.store import read_metrics
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for split in ("total", "content", "style", "tv"):

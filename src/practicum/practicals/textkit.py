@@ -15,7 +15,7 @@ import torch
 
 from practicum import fileio
 from practicum.errors import UsageError
-from practicum.runs import Run
+from practicum.store import Run
 from practicum.train import checkpoint as ckpt
 
 

@@ -31,7 +31,7 @@ from practicum.config import Experiment, Section
 from practicum.data.text import TranslationData, build_array_nmt, load_translation
 from practicum.models.seq2seq import beam_search, build_translator, greedy, masked_ce
 from practicum.practicals.textkit import checkpoint, count_parameters, restore, write_table
-from practicum.runs import Run
+from practicum.store import Run
 from practicum.metrics.bleu import bleu_d2l, corpus_bleu
 
 MODEL_NAMES = ("seq2seq", "bahdanau", "transformer")

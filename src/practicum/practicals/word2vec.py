@@ -29,7 +29,7 @@ from practicum.config import Experiment, Section
 from practicum.data.text import Vocab, read_ptb, skipgram_examples, subsample
 from practicum.models.word2vec import SkipGram, analogy, nearest, sigmoid_bce
 from practicum.practicals.textkit import checkpoint, restore, write_table
-from practicum.runs import Run
+from practicum.store import Run
 
 
 class Data(Section):

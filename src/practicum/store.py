@@ -1,4 +1,4 @@
-"""The run store: one directory per run plus a SQLite index of all runs.
+"""The run store: one directory per run plus a SQLite index of all runs (``practicum.runs()`` is its table).
 
 Layout::
 
