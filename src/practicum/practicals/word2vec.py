@@ -26,6 +26,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import torch
 from pydantic import Field
 
 from practicum import fileio
@@ -86,8 +87,9 @@ class SkipGramLoader(ArrayLoader):
 
     ``order(epoch)`` is ``{"epoch": e, "perm": (n,) tensor}`` (the loop checkpoints it); the
     epoch's example arrays (centers (N,), contexts_negatives (N, L), labels (N, L), mask (N, L))
-    are built from ``examples(seed, epoch)`` when a batch of another epoch is asked for, on the
-    device, and a batch is an index gather of them. n = the size of epoch 0's draw."""
+    are rebuilt by ``examples(epoch)``, on the device, when a batch of another epoch is asked for
+    (a resumed run's first batch), and a batch is an index gather of them. n = the size of epoch
+    0's draw: every epoch's permutation has n entries."""
 
     def __init__(self, sentences: list[np.ndarray], counts: np.ndarray, d: Data, seed: int, batch_size: int,
                  **kwargs):
@@ -97,16 +99,12 @@ class SkipGramLoader(ArrayLoader):
         super().__init__(self.examples(0, kwargs.get("device", "cpu")), batch_size, train=True, **kwargs)
 
     def examples(self, epoch: int, device) -> dict:
-        import torch
-
         rng = np.random.default_rng([self.seed, epoch])  # this epoch's draws and nothing else's
         kept = subsample(self.sentences, self.counts, rng, self.d.subsample_t)
         ex = skipgram_examples(kept, self.d.max_window, self.d.num_noise, self.noise, rng)
         return {k: torch.from_numpy(ex[k]).to(device) for k in ("centers", "contexts_negatives", "labels", "mask")}
 
     def order(self, epoch: int = 0) -> dict:
-        import torch
-
         self.use(epoch)
         drawn = len(self.arrays["centers"])
         perm = torch.randperm(drawn, generator=self.generator)
@@ -140,8 +138,6 @@ def save_npy(path, array: np.ndarray) -> None:
 
 
 def run(cfg: Config, run) -> dict:
-    import torch
-
     from practicum.models.word2vec import SkipGram
     from practicum.train import checkpoint, ddp
     from practicum.train.device import resolve_device
@@ -184,8 +180,6 @@ def run(cfg: Config, run) -> dict:
 
 def embedding_tables(run, ev: Eval, W, vocab: Vocab) -> dict:
     """The nearest-words and analogy tables of the embeddings ``W`` (V, E); returns their summary."""
-    import torch
-
     from practicum.models.word2vec import analogy, nearest
 
     summary, rows = {}, []
