@@ -107,7 +107,7 @@ def test_word2vec_then_sentiment_from_its_embeddings(cli, home):
         assert sorted(variants) == ["bilstm-random", "bilstm-w2v", "textcnn-random", "textcnn-w2v"]
         assert [r[0] for r in table(run_dir, "2_w2v_init")["rows"]] == ["textcnn", "bilstm"]
     rt = json.loads((only_run(cli, "sentiment-rt-polarity") / "splits.json").read_text())
-    assert rt["sizes"] == {"test": 60, "valid": 60, "train": 480}
+    assert rt["sizes"] == {"test": 60, "val": 60, "train": 480}
 
     # pinning the word2vec run by id works too; a wrong id is a usage error naming it
     code, _, err = cli("run", "sentiment-imdb-tiny", "--quick", "--no-report", "-o",
