@@ -63,7 +63,7 @@ def test_run_returns_a_run_with_metrics_as_a_dataframe_and_reuses_it(home):
     again = practicum.run("fmnist-softmax", overrides={"optim.lr": 0.2}, quick=True)
     assert again.id == run.id  # a finished config is reused by its identity, as the CLI does
     assert practicum.load(run.id[:17]).id == run.id
-    index = practicum.store()
+    index = practicum.runs()
     assert isinstance(index, pd.DataFrame) and index["id"].tolist() == [run.id]
     assert index.loc[0, "test/accuracy"] == pytest.approx(run.summary["test/accuracy"])
     cfg = practicum.configure("fmnist-softmax", quick=True, overrides={"optim.lr": 0.2})
@@ -75,7 +75,7 @@ def test_errors_are_typed_and_carry_the_cli_message(home):
         practicum.run("mnist-lenet", overrides={"optim.name": "adamm"})
     with pytest.raises(practicum.Diverged, match="diverged at step"):
         practicum.run("fmnist-mlp", overrides={"optim.lr": 1e6}, quick=True)
-    assert practicum.store()["status"].tolist() == ["failed"]
+    assert practicum.runs()["status"].tolist() == ["failed"]
 
 
 def test_sweep_results_have_mean_std_and_n_per_point(home):
@@ -184,4 +184,4 @@ def test_the_quickstart_notebook_runs_in_a_jupyter_kernel(home):
     html = [o["data"]["text/html"] for outs in outputs.values() for o in outs if "text/html" in o.get("data", {})]
     assert any("<iframe" in h and "Final metrics" in h for h in html)  # the report, inline
     assert not any(o.get("output_type") == "error" for outs in outputs.values() for o in outs)
-    assert sorted(practicum.store()["experiment"]) == ["mnist-lenet", "mnist-lenet"]
+    assert sorted(practicum.runs()["experiment"]) == ["mnist-lenet", "mnist-lenet"]

@@ -5,7 +5,7 @@ From Python (the same behaviour as the CLI; see practicum/api.py)::
     import practicum
     run = practicum.run("mnist-lenet", overrides={"optim.lr": 0.05})
     run.summary, run.metrics, run.figures, run.report()
-    practicum.store(), practicum.load(run_id), practicum.sweeps("study-mnist-optimizers")
+    practicum.runs(), practicum.load(run_id), practicum.sweep("study-mnist-optimizers")
 
 ``import practicum`` stays light: torch and pandas load on first use.
 """

@@ -5,8 +5,8 @@
     run.summary["test/accuracy"], run.metrics.head()       # a dict, a pandas DataFrame
     run                                                     # in Jupyter: the run's report, inline
     practicum.run("mnist-lenet", model=MyNet, quick=True)   # your own network (a class or an instance)
-    practicum.store(experiment="mnist-lenet")                # the index as a DataFrame
-    study = practicum.sweeps("study-mnist-optimizers", quick=True)
+    practicum.runs(experiment="mnist-lenet")                # the index as a DataFrame
+    study = practicum.sweep("study-mnist-optimizers", quick=True)
     study.results                                           # mean, std and n per grid point
 
 Everything goes through the same code as the CLI: a finished config is reused by its identity,
@@ -195,7 +195,7 @@ def load_study(name: str) -> "StudyResult":
 
     study_dir = sweeps.studies_dir() / name
     if not (study_dir / "study.json").is_file():
-        raise UsageError(f"no study '{name}' in {sweeps.studies_dir()} (run practicum.sweeps first)")
+        raise UsageError(f"no study '{name}' in {sweeps.studies_dir()} (run practicum.sweep first)")
     return StudyResult(study_dir)
 
 

@@ -1,4 +1,4 @@
-"""The run store: one directory per run plus a SQLite index of all runs (``practicum.store()`` is its table).
+"""The run store: one directory per run plus a SQLite index of all runs (``practicum.runs()`` is its table).
 
 Layout::
 
