@@ -180,7 +180,8 @@ def test_detection_ap_matches_the_reference_on_random_detections():
     gts, dets = [], []
     for _ in range(12):
         lo = torch.rand(4, 2, generator=g) * 0.6
-        gt = torch.cat([torch.randint(0, 3, (4, 1), generator=g).float(), lo, lo + 0.3], 1)[: int(torch.randint(1, 5, (1,), generator=g))]
+        n = int(torch.randint(1, 5, (1,), generator=g))  # 1..4 boxes
+        gt = torch.cat([torch.randint(0, 3, (4, 1), generator=g).float(), lo, lo + 0.3], 1)[:n]
         jitter = (torch.rand(8, 4, generator=g) - 0.5) * 0.2
         boxes = gt[torch.randint(0, len(gt), (8,), generator=g), 1:] + jitter  # near the true boxes
         cls = torch.randint(0, 3, (8, 1), generator=g).float()
