@@ -123,7 +123,7 @@ def load_source(spec: str, height: int, width: int, seed: int) -> np.ndarray:
         return generated_style(arg, height, width, seed)
     if kind == "fruit":
         from practicum.data.cache import fetch_file
-        from practicum.detection.voc import load_image
+        from practicum.data.voc import load_image
 
         image = load_image(fetch_file("fruit-detection-voc", arg), max_side=max(height, width))
         return np.asarray(image.resize((width, height), resample=3))
