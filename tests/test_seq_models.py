@@ -12,7 +12,8 @@ import torch.nn.functional as F
 
 from practicum.models.rnn import (MODELS, RNNLM, RNNScratch, build_lm, grad_clipping, hidden_for_budget,
                                   lm_parameters, predict)
-from practicum.models.seq2seq import beam_search, build_translator, greedy, masked_ce, masked_softmax, sequence_mask
+from practicum.models.masking import masked_ce, masked_softmax, sequence_mask
+from practicum.models.seq2seq import beam_search, build_translator, greedy
 from practicum.models.textclass import build_classifier
 from practicum.models.word2vec import SkipGram, analogy, masked_bce_library, nearest, sigmoid_bce
 from practicum.metrics.bleu import bleu_d2l, corpus_bleu

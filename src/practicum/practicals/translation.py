@@ -29,7 +29,8 @@ from pydantic import Field, field_validator, model_validator
 from practicum import fileio
 from practicum.config import Experiment, Section
 from practicum.data.text import TranslationData, build_array_nmt, load_translation
-from practicum.models.seq2seq import beam_search, build_translator, greedy, masked_ce
+from practicum.models.masking import masked_ce
+from practicum.models.seq2seq import beam_search, build_translator, greedy
 from practicum.practicals.textkit import checkpoint, count_parameters, restore, write_table
 from practicum.runs import Run
 from practicum.metrics.bleu import bleu_d2l, corpus_bleu
