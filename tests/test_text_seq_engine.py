@@ -90,3 +90,131 @@ def test_translation_models_import_one_way():
     assert graph["masking"] == (set(), [])
     assert graph["transformer"] == ({"masking"}, [])
     assert graph["seq2seq"][0] == {"masking", "transformer"} and graph["seq2seq"][1] == []
+
+
+# -- kill -9 mid-epoch, then resume: bit-identical to an uninterrupted run --------------------------
+
+# Runs the CLI with checkpoint.save patched to SIGKILL the process just before it writes
+# ``<scope>/last.pt`` at ``step``: what was logged since the previous checkpoint is lost, as in
+# any kill between two checkpoints, and the resumed run must drop it and log it again identically.
+KILLER = r"""
+import os, signal, sys
+from pathlib import Path
+from practicum.train import checkpoint
+
+scope, step = sys.argv[1], int(sys.argv[2])
+save = checkpoint.save
+
+def save_or_die(path, obj):
+    if Path(path).name == "last.pt" and Path(path).parent.name == scope and obj["loop"]["step"] == step:
+        os.kill(os.getpid(), signal.SIGKILL)
+    save(path, obj)
+
+checkpoint.save = save_or_die
+from practicum.cli import main
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+def env_one_thread() -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(SRC)}
+
+
+def practicum(*args, env, timeout=300):
+    return subprocess.run([sys.executable, "-m", "practicum", *args], capture_output=True, text=True,
+                          env=env, timeout=timeout)
+
+
+def runs(env) -> list[dict]:
+    return json.loads(practicum("runs", "--json", env=env).stdout)
+
+
+def metric_lines(run_dir: Path) -> list[tuple]:
+    return [(r["step"], r["epoch"], r["split"], r["name"], r["value"])
+            for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())]
+
+
+def same_state(a: dict, b: dict) -> bool:
+    """Two (nested) checkpoint dicts hold equal tensors and values."""
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same_state(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(same_state(x, y) for x, y in zip(a, b))
+    if isinstance(a, torch.Tensor):
+        return torch.equal(a, b)
+    return a == b
+
+
+def killed_then_resumed_equals_reference(cli, home, tmp_path, monkeypatch, args, scope, step, scopes, tables):
+    monkeypatch.setenv("PRACTICUM_HOME", str(tmp_path / "ref"))  # the reference: uninterrupted, in-process
+    assert cli(*args)[0] == 0
+    monkeypatch.setenv("PRACTICUM_HOME", str(home))
+    (ref_dir,) = (tmp_path / "ref").glob("*/*/")
+
+    env = env_one_thread()
+    killed = subprocess.run([sys.executable, "-c", KILLER, scope, str(step), *args], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    (record,) = runs(env)
+    assert record["status"] == "interrupted"
+    run_dir = Path(record["dir"])
+    kept = torch.load(run_dir / "checkpoints" / scope / "last.pt", weights_only=True)["loop"]
+    assert 0 < kept["position"] and kept["step"] < step, "the resume must start mid-epoch"
+
+    code, _, err = cli(*args)  # the same command again (in this process: the kill was the subprocess's)
+    assert code == 0 and "resuming" in err, err
+    (record,) = runs(env)
+    assert record["status"] == "finished"
+    assert metric_lines(ref_dir) == metric_lines(run_dir)  # no line lost or doubled, every value identical
+    for name in scopes:
+        for ck in ("last.pt", "best.pt"):
+            a, b = (torch.load(d / "checkpoints" / name / ck, weights_only=True) for d in (ref_dir, run_dir))
+            for c in (a, b):  # wall times, and byte offsets into metrics.jsonl (its time stamps differ)
+                c.pop("metrics_position", None)
+                c["loop"] = {k: v for k, v in c.get("loop", {}).items() if "seconds" not in k}
+            assert same_state(a, b), (name, ck, [k for k in a if not same_state(a[k], b[k])])
+    timing = lambda s: {k: v for k, v in s.items() if "seconds" not in k}  # noqa: E731
+    assert timing(json.loads((ref_dir / "summary.json").read_text())) == timing(record["summary"])
+    for table in tables:
+        assert ((ref_dir / "tables" / f"{table}.json").read_text()
+                == (run_dir / "tables" / f"{table}.json").read_text()) or table == "1_models"
+    return ref_dir, run_dir
+
+
+# The quick LM: 5,400 training characters, 32 rows of 35 -> 4 steps per epoch; 3 epochs, a
+# checkpoint every 3 steps and at epoch ends, an evaluation every 3 steps (mid-epoch: the carried
+# state is set aside and back). Killed before gru's checkpoint at step 8, it resumes from step 6.
+LM_ARGS = ["run", "lm-timemachine", "--quick", "--no-report", "-o", 'model.names=["rnn_scratch", "gru"]',
+           "-o", "train.epochs=3", "-o", "train.checkpoint_steps=3", "-o", "train.eval_steps=3",
+           "-o", "train.log_steps=1"]
+
+
+def test_language_model_killed_mid_epoch_resumes_bit_identical(cli, home, tmp_path, monkeypatch):
+    ref_dir, run_dir = killed_then_resumed_equals_reference(cli, home, tmp_path, monkeypatch, LM_ARGS, "gru", 8,
+                                                            ["rnn_scratch", "gru"], ["2_samples"])
+    last = torch.load(run_dir / "checkpoints" / "gru" / "last.pt", weights_only=True)
+    assert [len(m["state"]) for m in last["memory"]] == [1]  # gru's (L, B, H) state rode in the checkpoint
+    samples = json.loads((run_dir / "tables" / "2_samples.json").read_text())["rows"]
+    assert sorted({(r[0], r[1]) for r in samples}) == [(e, m) for e in (1, 2, 3) for m in ("gru", "rnn_scratch")]
+
+
+# -- two DDP processes (gloo) train one LM run ------------------------------------------------------
+
+
+def test_language_model_on_two_processes_matches_one(cli, home, tmp_path, monkeypatch):
+    args = ["run", "lm-timemachine", "--quick", "--no-report", "-o", 'model.names=["rnn_scratch", "gru"]']
+    env = env_one_thread()
+    out = practicum(*args, "--nproc", "2", env=env)
+    assert out.returncode == 0, out.stderr
+    assert "on 2 processes" in out.stderr
+    (record,) = runs(env)
+    assert record["status"] == "finished" and record["summary"]["train/processes"] == 2
+    assert len(list(home.glob("lm-timemachine/*/"))) == 1
+    # one process, same config: each rank trains 16 of the 32 rows of every batch (its own hidden
+    # state), DDP averages the gradients: the same steps as one process, up to rounding
+    monkeypatch.setenv("PRACTICUM_HOME", str(tmp_path / "single"))
+    assert cli(*args)[0] == 0
+    (one,) = json.loads(cli("runs", "--json")[1])
+    for m in ("rnn_scratch", "gru"):
+        two_ppl, one_ppl = record["summary"][f"val/perplexity_{m}"], one["summary"][f"val/perplexity_{m}"]
+        assert two_ppl < 28.0 and two_ppl == pytest.approx(one_ppl, rel=1e-3)  # 28: the vocabulary, chance

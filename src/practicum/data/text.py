@@ -1,12 +1,12 @@
-"""Text data, d2l-style and small: tokenisers, a vocabulary, the corpus readers, language-model
-samplers, translation batches and seeded splits.
+"""Text data, d2l-style and small: tokenisers, a vocabulary, the corpus readers, translation
+arrays and seeded splits.
 
     lines --tokenize--> tokens --Vocab--> ids
-    LM:  one long id sequence -> seq_data_iter_random / seq_data_iter_sequential -> (X, Y) (B, T)
+    LM:  one long id sequence (lm_corpus) -> data/lm.py's LMLoader (torch) -> (X, Y) (B, T)
     MT:  (source, target) token lists -> build_array_nmt -> ids (N, T) + valid lengths (N,)
     classification: token lists -> pad_batch -> ids (N, T) + lengths (N,)
 
-Everything here is NumPy (no torch), so samplers and splits are checked without a model. Every
+Everything here is NumPy (no torch), so arrays and splits are checked without a model. Every
 random choice takes a ``numpy.random.Generator``: a run seeds one and checkpoints its state.
 Encodings are explicit: the lyrics zip is UTF-8, rt-polarity is cp1252, everything else UTF-8.
 """
@@ -18,7 +18,7 @@ import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -197,7 +197,7 @@ def read_imdb_tiny(split: str) -> tuple[list[list[str]], np.ndarray]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Language-model corpora and samplers
+# Language-model corpora (their batches: data/lm.py)
 
 
 def lm_corpus(name: str, token: str = "char", max_tokens: int | None = None) -> tuple[np.ndarray, Vocab]:
@@ -211,34 +211,6 @@ def lm_corpus(name: str, token: str = "char", max_tokens: int | None = None) -> 
         tokens = tokens[:max_tokens]
     vocab = Vocab(tokens)
     return np.array(vocab[tokens], dtype=np.int64), vocab
-
-
-def seq_data_iter_random(corpus: np.ndarray, batch_size: int, num_steps: int,
-                         rng: np.random.Generator) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Random sampling: subsequences of ``num_steps`` from a random offset, in random order.
-    Two neighbouring batches are unrelated, so the hidden state starts afresh for each."""
-    corpus = corpus[int(rng.integers(num_steps)):]  # a random start covers every split point
-    num_subseqs = (len(corpus) - 1) // num_steps  # -1: every X needs its shifted Y
-    starts = np.arange(num_subseqs) * num_steps
-    rng.shuffle(starts)
-    offsets = np.arange(num_steps)
-    for i in range(0, (num_subseqs // batch_size) * batch_size, batch_size):
-        idx = starts[i: i + batch_size, None] + offsets  # (B, T) positions
-        yield corpus[idx], corpus[idx + 1]
-
-
-def seq_data_iter_sequential(corpus: np.ndarray, batch_size: int, num_steps: int,
-                             rng: np.random.Generator | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Sequential partitioning: the corpus is cut into ``batch_size`` long rows, read left to
-    right, so row b of batch i+1 continues row b of batch i and the hidden state can be carried
-    over. ``rng=None`` starts at offset 0 (evaluation)."""
-    offset = int(rng.integers(num_steps)) if rng is not None else 0
-    num_tokens = ((len(corpus) - offset - 1) // batch_size) * batch_size
-    xs = corpus[offset: offset + num_tokens].reshape(batch_size, -1)  # (B, L)
-    ys = corpus[offset + 1: offset + 1 + num_tokens].reshape(batch_size, -1)
-    for i in range(0, (xs.shape[1] // num_steps) * num_steps, num_steps):
-        yield xs[:, i: i + num_steps], ys[:, i: i + num_steps]
-
 
 
 # ---------------------------------------------------------------------------------------------
