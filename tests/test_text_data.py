@@ -173,7 +173,7 @@ def test_splits_are_disjoint_fixed_by_seed_and_stratified():
 
 
 def test_translation_split_holds_out_whole_english_sentences(offline_data):
-    data = text.load_translation(2000, 10, test_size=100, valid_size=50, seed=0)
+    data = text.load_translation(2000, 10, test_size=100, val_size=50, seed=0)
     src, src_valid, tgt, tgt_valid = data.arrays["train"]
     train_sentences = {" ".join(data.src_vocab.to_tokens(row[: n - 1].tolist())) for row, n in zip(src, src_valid)}
     held = {" ".join(s) for s in data.test_sources}
@@ -181,7 +181,7 @@ def test_translation_split_holds_out_whole_english_sentences(offline_data):
     assert all(len(refs) >= 1 for refs in data.test_references)
     assert sum(map(len, data.test_references)) >= 100  # several translations per sentence are kept
     assert (src_valid <= 10).all() and (tgt_valid >= 2).all()  # at least one token + <eos>
-    assert data.record["sizes"]["test"] == 100 and data.split_of["go ."] in ("train", "valid", "test")
+    assert data.record["sizes"]["test"] == 100 and data.split_of["go ."] in ("train", "val", "test")
 
 
 # -- skip-gram -----------------------------------------------------------------------------------------

@@ -294,14 +294,14 @@ class TranslationData:
     src_vocab: Vocab
     tgt_vocab: Vocab
     num_steps: int
-    arrays: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]  # split -> src, src_valid, tgt, tgt_valid
+    arrays: dict[str, tuple[np.ndarray, ...]]  # train, val: src, src_valid, tgt, tgt_valid
     test_sources: list[list[str]]
     test_references: list[list[list[str]]]
     split_of: dict[str, str]  # English sentence (space-joined) -> split
     record: dict  # for splits.json
 
 
-def load_translation(num_pairs: int | None, num_steps: int, test_size: int, valid_size: int, seed: int,
+def load_translation(num_pairs: int | None, num_steps: int, test_size: int, val_size: int, seed: int,
                      min_freq: int = 2, drop_longer: bool = True, path=None) -> TranslationData:
     """The first ``num_pairs`` pairs of fra.txt (the shortest: the file is sorted by length).
     ``drop_longer`` drops pairs that do not fit ``num_steps`` with their <eos> (else d2l's
@@ -314,17 +314,17 @@ def load_translation(num_pairs: int | None, num_steps: int, test_size: int, vali
     for i, (s, _) in enumerate(pairs):
         groups.setdefault(" ".join(s), []).append(i)
     sentences = list(groups)  # distinct English sentences, in file order
-    if test_size + valid_size >= len(sentences):
+    if test_size + val_size >= len(sentences):
         raise UsageError(f"data: {len(sentences)} distinct English sentences cannot give test_size {test_size} "
-                         f"+ valid_size {valid_size} and leave any for training (raise num_pairs)")
-    splits = split_indices(len(sentences), {"test": test_size, "valid": valid_size, "train": -1}, seed)
+                         f"+ val_size {val_size} and leave any for training (raise num_pairs)")
+    splits = split_indices(len(sentences), {"test": test_size, "val": val_size, "train": -1}, seed)
     split_of = {sentences[i]: name for name, idx in splits.items() for i in idx}
     members = {name: [p for i in idx for p in groups[sentences[i]]] for name, idx in splits.items()}
     reserved = ["<pad>", "<bos>", "<eos>"]
     src_vocab = Vocab([pairs[p][0] for p in members["train"]], min_freq, reserved)
     tgt_vocab = Vocab([pairs[p][1] for p in members["train"]], min_freq, reserved)
     arrays = {}
-    for name in ("train", "valid"):
+    for name in ("train", "val"):
         src, src_valid = build_array_nmt([pairs[p][0] for p in members[name]], src_vocab, num_steps)
         tgt, tgt_valid = build_array_nmt([pairs[p][1] for p in members[name]], tgt_vocab, num_steps)
         arrays[name] = (src, src_valid, tgt, tgt_valid)
