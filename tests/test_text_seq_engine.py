@@ -92,6 +92,36 @@ def test_translation_models_import_one_way():
     assert graph["seq2seq"][0] == {"masking", "transformer"} and graph["seq2seq"][1] == []
 
 
+# -- translation batches: trimmed, bucketed by length -------------------------------------------------
+
+
+def test_translation_batches_are_bucketed_by_length_and_trimmed():
+    from practicum.data.arrays import ArrayLoader
+    from practicum.practicals.translation import BUCKET_WINDOW, length_buckets, trim
+
+    g = torch.Generator().manual_seed(0)
+    n, B = 2 * BUCKET_WINDOW * 8 + 5, 8  # two whole windows and 5 pairs left over
+    src_valid, tgt_valid = torch.randint(1, 10, (n,), generator=g), torch.randint(2, 10, (n,), generator=g)
+    ids = torch.arange(n)[:, None].expand(n, 10)  # row i holds i: tells which pair a batch row is
+    data = {"src": ids, "src_valid": src_valid, "tgt": ids, "tgt_valid": tgt_valid}
+    loader = ArrayLoader(data, B, train=True, generator=torch.Generator().manual_seed(1), collate=trim,
+                         order_fn=length_buckets(src_valid, tgt_valid, B))
+    order = loader.order(0)
+    assert sorted(order.tolist()) == list(range(n))  # every pair once
+    assert not torch.equal(order, loader.order(1))  # a new order every epoch
+    spread, mean, seen = [], [], []
+    for i in range(loader.steps_per_epoch):
+        src, sv, tgt, tv = loader.batch(order, i)
+        assert src.shape[1] == int(sv.max()) and tgt.shape[1] == int(tv.max())  # cut to the longest
+        seen += src[:, 0].tolist()
+        spread.append(int(tv.max() - tv.min()))
+        mean.append(float(tv.float().mean()))
+    assert seen == order.tolist() and len(src) == 5  # the short batch comes last
+    assert sum(spread[:-1]) / len(spread[:-1]) < 1.0  # sorted within windows: targets of one length per batch
+    # the batches are shuffled: unshuffled, their lengths would fall only once (at the window boundary)
+    assert sum(b < a for a, b in zip(mean, mean[1:])) > 10
+
+
 # -- kill -9 mid-epoch, then resume: bit-identical to an uninterrupted run --------------------------
 
 # Runs the CLI with checkpoint.save patched to SIGKILL the process just before it writes
