@@ -79,8 +79,9 @@ def practicum_imports(path: Path) -> tuple[set[str], list[str]]:
     tree = ast.parse(path.read_text(encoding="utf-8"))
     top = {node.module for node in tree.body if isinstance(node, ast.ImportFrom)
            and (node.module or "").startswith("practicum.models.")}
-    nested = [node.module for fn in ast.walk(tree) if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef))
-              for node in ast.walk(fn) if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("practicum")]
+    functions = [fn for fn in ast.walk(tree) if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    nested = [node.module for fn in functions for node in ast.walk(fn)
+              if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("practicum")]
     return {m.rsplit(".", 1)[1] for m in top}, nested
 
 

@@ -228,7 +228,7 @@ def run(cfg: Config, run) -> dict:
     device = resolve_device(t.device)
     ids, vocab = lm_corpus(d.corpus, d.token, d.max_tokens)
     cut = int(len(ids) * (1 - d.val_fraction))
-    train_ids, val_ids = torch.from_numpy(ids[:cut]), torch.from_numpy(ids[cut:])
+    train_ids, val_ids = torch.from_numpy(ids[:cut]).to(device), torch.from_numpy(ids[cut:]).to(device)  # once
     probe = [LMLoader(train_ids, o.batch_size, d.num_steps, train=True), LMLoader(val_ids, 1, d.num_steps, train=False)]
     if not all(len(p) for p in probe):
         raise UsageError(f"data: {len(ids)} tokens are too few for batch_size {o.batch_size} x num_steps "

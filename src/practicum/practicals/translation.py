@@ -144,8 +144,9 @@ def model_kwargs(cfg: Config, name: str) -> dict:
     return getattr(cfg, name).model_dump(exclude={"lr", "epochs"})
 
 
-def tensors(arrays: tuple) -> dict[str, torch.Tensor]:
-    return dict(zip(("src", "src_valid", "tgt", "tgt_valid"), map(torch.from_numpy, arrays)))
+def tensors(arrays: tuple, device) -> dict[str, torch.Tensor]:
+    """A split's (src, src_valid, tgt, tgt_valid) arrays as tensors on the device."""
+    return {k: torch.from_numpy(a).to(device) for k, a in zip(("src", "src_valid", "tgt", "tgt_valid"), arrays)}
 
 
 def trim(batch: tuple) -> tuple:
@@ -158,6 +159,7 @@ def length_buckets(src_valid: torch.Tensor, tgt_valid: torch.Tensor, batch_size:
     """d2l-style bucketing as the loader's ``order_fn``: a permutation, sorted by (target, source)
     length within each window of ``BUCKET_WINDOW`` batches, cut into batches that are shuffled.
     A short last batch stays last (the loader cuts the order into equal slices)."""
+    src_valid, tgt_valid = src_valid.cpu(), tgt_valid.cpu()  # the order is drawn on the CPU
     key = tgt_valid * (int(src_valid.max()) + 1) + src_valid  # (N,): target length first
     span = int(key.max()) + 1
 
@@ -187,7 +189,7 @@ def translation_objective(bos: int, label_smoothing: float) -> Objective:
     return Objective(step, lambda: {"perplexity": Perplexity()})
 
 
-def train_model(name: str, cfg: Config, data: TranslationData, run, device):
+def train_model(name: str, cfg: Config, data: TranslationData, arrays: dict, run, device):
     """One model, one ``fit`` on its scope of the run; returns it with the kept (best) weights,
     the loop's state and the validation results of those weights."""
     t, spec = cfg.train, getattr(cfg, name)
@@ -198,7 +200,7 @@ def train_model(name: str, cfg: Config, data: TranslationData, run, device):
     model = build_translator(name, len(data.src_vocab), len(data.tgt_vocab), **model_kwargs(cfg, name)).to(device)
     if rank:
         torch.manual_seed(cfg.seed + 1_000_003 * rank)  # dropout: a different stream per rank
-    train, val = tensors(data.arrays["train"]), tensors(data.arrays["val"])
+    train, val = arrays["train"], arrays["val"]
     loader = ArrayLoader(train, o.batch_size, train=True, generator=torch.Generator().manual_seed(cfg.seed),
                          collate=trim, order_fn=length_buckets(train["src_valid"], train["tgt_valid"], o.batch_size),
                          rank=rank, world=world, device=device)
@@ -278,8 +280,9 @@ def run(cfg: Config, run) -> dict:
                "data/test_sentences": float(len(data.test_sources)),
                "data/test_references": float(sum(map(len, data.test_references))),
                "train/processes": float(ddp.world_size())}
+    arrays = {split: tensors(data.arrays[split], device) for split in ("train", "val")}  # on the device, once
     for name in t.models:
-        model, state, kept, steps = train_model(name, cfg, data, run.scope(name), device)
+        model, state, kept, steps = train_model(name, cfg, data, arrays, run.scope(name), device)
         if not ddp.is_main():  # the other ranks only train
             continue
         t0 = time.perf_counter()
