@@ -160,7 +160,7 @@ def test_divergence_is_reported_and_the_others_finish(cli):
 
 
 def test_interrupted_run_resumes_at_the_next_activation(cli, home):
-    from practicum.runs import Index
+    from practicum.store import Index
 
     args = ("run", "activations-halfmoon", "--no-report", *TINY,
             "-o", 'model.activations=["relu", "sort", "sin"]')

@@ -99,7 +99,7 @@ STUDIES = sorted(set(catalog()) - set(EXPERIMENTS))
 
 @pytest.mark.parametrize("name", STUDIES)
 def test_every_study_expands_to_valid_trials(name):
-    from practicum.sweep import load_study, plan_study
+    from practicum.sweeps import load_study, plan_study
 
     study = load_study(name)
     assert study.name == name and study.seed_report and study.grid

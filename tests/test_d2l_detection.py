@@ -12,7 +12,7 @@ import torch
 from practicum.detection import (assign_anchors, average_precision, box_iou, decode, encode,
                                  mean_average_precision, multibox_detection, multibox_prior,
                                  multibox_target, nms)
-from practicum.detection.voc import FRUIT_CLASSES, boxes_and_labels, load_image, read_voc_xml
+from practicum.data.voc import FRUIT_CLASSES, boxes_and_labels, load_image, read_voc_xml
 from practicum.errors import PracticumError
 
 
@@ -208,17 +208,18 @@ def test_png_with_alpha_named_jpg_becomes_rgb_on_white(fruit):
 
 def test_boxes_use_the_stored_size_when_a_large_jpeg_is_draft_decoded(fruit):
     """Pillow may decode a big JPEG at 1/2 .. 1/8 scale; the XML's pixels refer to the stored size."""
-    from practicum.detection.voc import image_size
-    from practicum.practicals.detection import load_split
+    from practicum.data.voc import image_size, load_boxes
 
     path = fruit("test/apple_90.jpg")  # a 1814 x 2000 JPEG
     assert load_image(path, max_side=64).size[0] < 1814 and image_size(path) == (1814, 2000)
     ann = read_voc_xml(fruit("test/apple_90.xml"))
-    images, labels, names = load_split("fruit-detection-voc", "test", 64)
+    data, names = load_boxes("fruit-detection-voc", "test", 64)
     k = names.index("test/apple_90.jpg")
     x1, y1, x2, y2 = ann.objects[0].box
-    torch.testing.assert_close(labels[k, 0], torch.tensor([0, x1 / 1814, y1 / 2000, x2 / 1814, y2 / 2000]))
-    assert images.shape == (60, 3, 64, 64) and images.dtype == torch.uint8
+    torch.testing.assert_close(data.y[k, 0], torch.tensor([0, x1 / 1814, y1 / 2000, x2 / 1814, y2 / 2000]))
+    assert data.x.shape == (60, 3, 64, 64) and data.x.dtype == torch.uint8
+    assert data.y.shape[2] == 5 and (data.y[..., 0] >= 0).sum(1).min() >= 1  # every image has a box
+    assert ((data.y[..., 0] < 0) == (data.y < 0).all(-1)).all()  # padding rows are -1 throughout
 
 
 def test_palette_png_with_transparency(fruit):
@@ -301,26 +302,32 @@ def test_tiny_ssd_shapes():
 
 
 def test_flip_and_crop_keep_boxes_on_their_objects():
-    from practicum.practicals.detection import Augment, augment
+    from practicum.practicals.detection import Augment, augment_chain
 
     x = torch.zeros(1, 3, 32, 32)
     x[0, :, 8:16, 4:12] = 1.0  # an object at x 4..12, y 8..16 (pixels)
     labels = torch.tensor([[[1, 4 / 32, 8 / 32, 12 / 32, 16 / 32], [-1, -1, -1, -1, -1]]])
-    flipped, lb = augment(x, labels, Augment(flip=True, crop_min=1.0, jitter=0.0),
-                          torch.Generator().manual_seed(3))
-    if torch.equal(flipped, x.flip(-1)):  # this seed may or may not flip: check whichever happened
-        torch.testing.assert_close(lb[0, 0], torch.tensor([1, 20 / 32, 8 / 32, 28 / 32, 16 / 32]))
-    else:
-        torch.testing.assert_close(lb, labels)
-    assert lb[0, 1].tolist() == [-1] * 5
-    for seed in range(5):
-        out, lb = augment(x, labels, Augment(flip=False, crop_min=0.5, crop_prob=1.0, jitter=0.0),
-                          torch.Generator().manual_seed(seed))
-        b = lb[0, 0]
-        assert b[0] == 1 and (b[1:] >= 0).all() and (b[1:] <= 1).all()
-        x1, y1, x2, y2 = (b[1:] * 32).tolist()
-        inside = out[0, 0, int(y1) + 1: int(y2) - 1, int(x1) + 1: int(x2) - 1]
-        assert inside.numel() == 0 or inside.mean() > 0.5  # the box still covers the bright square
+    flips = 0
+    for seed in range(6):  # a seed may or may not flip: check whichever happened
+        flipped, lb = augment_chain(Augment(flip=True, crop_min=1.0, jitter=0.0))(
+            x, labels, torch.Generator().manual_seed(seed))
+        if torch.equal(flipped, x.flip(-1)):
+            flips += 1
+            torch.testing.assert_close(lb[0, 0], torch.tensor([1, 20 / 32, 8 / 32, 28 / 32, 16 / 32]))
+        else:
+            assert torch.equal(flipped, x) and torch.equal(lb, labels)
+        assert lb[0, 1].tolist() == [-1] * 5
+    assert 0 < flips < 6
+    for seed in range(5):  # a batch of 4 copies: every image gets its own crop
+        out, lb = augment_chain(Augment(flip=False, crop_min=0.5, crop_prob=1.0, jitter=0.0))(
+            x.expand(4, -1, -1, -1), labels.expand(4, -1, -1), torch.Generator().manual_seed(seed))
+        for i in range(4):
+            b = lb[i, 0]
+            assert b[0] == 1 and (b[1:] >= 0).all() and (b[1:] <= 1).all()
+            x1, y1, x2, y2 = (b[1:] * 32).tolist()
+            inside = out[i, 0, int(y1) + 1: int(y2) - 1, int(x1) + 1: int(x2) - 1]
+            assert inside.numel() == 0 or inside.mean() > 0.5  # the box still covers the bright square
+        assert not torch.equal(out[0], out[1])
 
 
 @pytest.mark.parametrize("kind", ["d2l", "ssd"])
@@ -352,4 +359,11 @@ def test_detect_fruit_quick_end_to_end(cli, home):
     assert (run_dir / "figures" / "precision_recall.png").is_file()
     assert (run_dir / "report.html").read_text().count("data:image/png;base64,") >= 3
     with np.load(run_dir / "detections.npz") as z:
-        assert z["truth"].shape[1] == 6 and z["dets"].shape[1] == 7
+        assert z["truth"].shape[1] == 6 and z["dets"].shape[1] == 7 and len(z["names"]) == 8
+    assert (run_dir / "model.pt").is_file() and (run_dir / "checkpoints" / "best.pt").is_file()
+    # the best checkpoint is chosen on the held-out training images, the test split measured once
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert {("val", "map"), ("train", "class_loss"), ("train", "box_loss"), ("test", "map")} <= \
+           {(r["split"], r["name"]) for r in lines}
+    assert [r["name"] for r in lines if r["split"] == "test"] == ["loss", "map"]
+    assert summary["best/val/map"] == max(r["value"] for r in lines if (r["split"], r["name"]) == ("val", "map"))

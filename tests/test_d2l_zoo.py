@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from practicum.config import load_experiment
 from practicum.errors import UsageError
 from practicum.models import MODELS, build_model
-from practicum.sweep import plan_study
+from practicum.sweeps import plan_study
 from practicum.train.optim import OPTIMIZERS, build_optimizer
 
 ZOO = {  # entry -> (CPU preset it trains, D2L's preset and input size)

@@ -14,7 +14,7 @@ from practicum.config import load_experiment
 from practicum.errors import UsageError
 from practicum.models import build_model
 from practicum.practicals.classify import Model, head_name, init_from_run
-from practicum.runs import Index
+from practicum.store import Index
 
 SOURCE = ["run", "fmnist-lenet-bn", "--quick", "--no-report", "-o", "data.train_limit=500", "-o", "data.val_size=100",
           "-o", "train.best_metric=val/accuracy"]

@@ -18,7 +18,7 @@ import torch
 
 from practicum.config import load_experiment
 from practicum.execute import run_experiment
-from practicum.runs import Index
+from practicum.store import Index
 
 CLASSIFY = [
     "data.train_limit=512", "data.test_limit=256", "data.val_size=128", "data.shift=2",

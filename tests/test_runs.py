@@ -10,7 +10,7 @@ import pytest
 
 from practicum import fileio
 from practicum.config import load_experiment
-from practicum.runs import Index, Run, read_metrics
+from practicum.store import Index, Run, read_metrics
 
 
 @pytest.fixture
@@ -67,7 +67,7 @@ def test_dead_process_is_interrupted_and_resumed(home, cfg):
     code = (
         "import os, signal\n"
         "from practicum.config import load_experiment\n"
-        "from practicum.runs import Index\n"
+        "from practicum.store import Index\n"
         "c = Index().claim(load_experiment('numpy-halfmoon', quick=True))\n"
         "print(c.record.id, flush=True)\n"
         "os.kill(os.getpid(), signal.SIGKILL)\n"
@@ -86,7 +86,7 @@ def test_live_run_is_busy_not_stolen(home, cfg):
     code = (
         "import sys, time\n"
         "from practicum.config import load_experiment\n"
-        "from practicum.runs import Index\n"
+        "from practicum.store import Index\n"
         "c = Index().claim(load_experiment('numpy-halfmoon', quick=True))\n"
         "print(c.record.id, flush=True)\n"
         "sys.stdin.read()\n"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from practicum.config import load_experiment
-from practicum.runs import Index, Run
+from practicum.store import Index, Run
 
 # half-moons trials of about a second each
 GRID = ["--grid", "optim.lr=0.1,0.5", "--grid", "model.hidden=[4],[8]", "--seeds", "2",
@@ -114,7 +114,7 @@ def test_table_cells_show_no_spread_they_do_not_have():
 
 def test_study_report_has_right_mean_std_and_escapes_html(home):
     from practicum.report.study import write_study_report
-    from practicum.sweep import plan, save_study_record
+    from practicum.sweeps import plan, save_study_record
 
     evil = "<script>alert(1)</script>"
     p = plan("numpy-halfmoon", {"model.activation": ["relu", evil]}, seeds=3, quick=True, name="hand")
@@ -177,7 +177,7 @@ def test_compare_overlays_runs(cli, home):
 def test_study_report_with_a_paired_axis_names_each_pair(home):
     """An optimizer with its own learning rate is one axis "a+b"; the report lists the pairs."""
     from practicum.report.study import write_study_report
-    from practicum.sweep import plan, save_study_record
+    from practicum.sweeps import plan, save_study_record
 
     p = plan("numpy-halfmoon", {"optim.lr+model.activation": [[0.1, "relu"], [0.5, "tanh"]]},
              seeds=1, quick=True, name="paired")

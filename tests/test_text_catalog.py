@@ -1,10 +1,12 @@
-"""Every text catalog entry end to end on a tiny slice (--quick), plus resume after an interruption
-and the word2vec -> sentiment hand-over by run id."""
+"""Every text catalog entry end to end on a tiny slice (--quick), and the word2vec -> sentiment
+hand-over by run id. (The language model's and the translator's resume after kill -9:
+tests/test_text_seq_engine.py.)"""
 
 import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from practicum.config import load_experiment
 
@@ -48,9 +50,9 @@ def test_language_model_entries_run_quick(cli, name):
     summary = json.loads((run_dir / "summary.json").read_text())
     models = ["rnn_scratch", "rnn", "gru", "lstm"]
     for m in models:
-        assert summary[f"valid/perplexity_{m}"] > 1.0 and summary[f"train/perplexity_{m}"] > 1.0
+        assert summary[f"val/perplexity_{m}"] > 1.0 and summary[f"train/perplexity_{m}"] > 1.0
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert {r["split"] for r in rows if r["name"] == "perplexity"} == {f"{s}-{m}" for s in ("train", "valid")
+    assert {r["split"] for r in rows if r["name"] == "perplexity"} == {f"{s}-{m}" for s in ("train", "val")
                                                                       for m in models}
     params = {r[0]: r[2] for r in table(run_dir, "1_models")["rows"]}
     assert max(params.values()) / min(params.values()) < 1.05  # equal parameter counts
@@ -59,7 +61,10 @@ def test_language_model_entries_run_quick(cli, name):
     assert {r[2] for r in samples} == set(prefixes) and {r[1] for r in samples} == set(models)
     assert all(r[3].startswith(r[2]) and r[4].startswith(r[2]) for r in samples)
     splits = json.loads((run_dir / "splits.json").read_text())
-    assert splits["train"][1] == splits["valid"][0]
+    assert splits["train"][1] == splits["val"][0]
+    for m in models:  # the best validation perplexity's weights are kept
+        best = torch.load(run_dir / "checkpoints" / m / "best.pt", weights_only=True)
+        assert best["metric"] == "val/perplexity" and best["score"] == pytest.approx(summary[f"val/perplexity_{m}"])
 
 
 def test_translation_entry_runs_quick_with_report(cli):
@@ -107,7 +112,7 @@ def test_word2vec_then_sentiment_from_its_embeddings(cli, home):
         assert sorted(variants) == ["bilstm-random", "bilstm-w2v", "textcnn-random", "textcnn-w2v"]
         assert [r[0] for r in table(run_dir, "2_w2v_init")["rows"]] == ["textcnn", "bilstm"]
     rt = json.loads((only_run(cli, "sentiment-rt-polarity") / "splits.json").read_text())
-    assert rt["sizes"] == {"test": 60, "valid": 60, "train": 480}
+    assert rt["sizes"] == {"test": 60, "val": 60, "train": 480}
 
     # pinning the word2vec run by id works too; a wrong id is a usage error naming it
     code, _, err = cli("run", "sentiment-imdb-tiny", "--quick", "--no-report", "-o",
@@ -115,39 +120,6 @@ def test_word2vec_then_sentiment_from_its_embeddings(cli, home):
     assert code == 0, err
     code, _, err = cli("run", "sentiment-imdb-tiny", "--quick", "--no-report", "-o", "embed.w2v_run=nosuchrun")
     assert code == 2 and "nosuchrun" in err
-
-
-def test_interrupted_language_model_resumes_to_the_same_numbers(cli, home, monkeypatch, tmp_path):
-    from practicum.practicals import language_model
-
-    args = ["run", "lm-timemachine", "--quick", "--no-report", "-o", "train.epochs=3", "-o",
-            'model.names=["rnn_scratch", "gru"]']
-    real_save, calls = language_model.checkpoint, []
-
-    def save_then_stop(*a, **kw):  # the 4th checkpoint is gru's first epoch: stop right after it
-        real_save(*a, **kw)
-        calls.append(1)
-        if len(calls) == 4:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(language_model, "checkpoint", save_then_stop)
-    assert cli(*args)[0] == 130
-    monkeypatch.setattr(language_model, "checkpoint", real_save)
-    code, _, err = cli(*args)
-    assert code == 0 and "resuming" in err, err
-    resumed = only_run(cli, "lm-timemachine")
-
-    monkeypatch.setenv("PRACTICUM_HOME", str(tmp_path / "reference"))  # one uninterrupted run
-    assert cli(*args)[0] == 0
-    reference = only_run(cli, "lm-timemachine")
-
-    def lines(d):
-        return [{k: v for k, v in json.loads(line).items() if k != "time"}
-                for line in (d / "metrics.jsonl").read_text().splitlines()]
-
-    assert lines(resumed) == lines(reference)  # no line lost or doubled, every value identical
-    assert json.loads((resumed / "summary.json").read_text()) == json.loads((reference / "summary.json").read_text())
-    assert table(resumed, "2_samples")["rows"] == table(reference, "2_samples")["rows"]
 
 
 def test_every_text_entry_is_in_the_catalog():

@@ -1,13 +1,13 @@
 """The text data layer: tokenisers and vocabulary (Chinese, cp1252), corpus readers, language-model
-samplers, translation arrays, seeded splits, skip-gram examples."""
+batches (data/lm.py), translation arrays, seeded splits, skip-gram examples."""
 
 import numpy as np
 import pytest
 
 from practicum.data import text
-from practicum.data.text import (Vocab, build_array_nmt, decode, pad_batch, preprocess_nmt, seq_data_iter_random,
-                                 seq_data_iter_sequential, skipgram_examples, split_indices, subsample, tokenize,
-                                 truncate_pad)
+from practicum.data.lm import LMLoader
+from practicum.data.text import (Vocab, build_array_nmt, decode, pad_batch, preprocess_nmt, skipgram_examples,
+                                 split_indices, subsample, tokenize, truncate_pad)
 from practicum.errors import PracticumError, UsageError
 
 
@@ -88,32 +88,58 @@ def test_fra_eng_preprocessing_and_third_column(tmp_path):
 # -- language-model samplers ------------------------------------------------------------------------
 
 
+def lm_batches(corpus_len, B, T, sampler, seed=0, epoch=0, train=True, **kw):
+    import torch
+
+    loader = LMLoader(torch.arange(corpus_len), B, T, sampler=sampler, train=train,
+                      generator=torch.Generator().manual_seed(seed), **kw)
+    order = loader.order(epoch)
+    return loader, [loader.batch(order, i) for i in range(loader.steps_per_epoch)]
+
+
 def test_random_sampler_shapes_targets_and_coverage():
-    corpus = np.arange(100)
-    batches = list(seq_data_iter_random(corpus, 4, 5, np.random.default_rng(0)))
-    assert len(batches) >= 4
+    loader, batches = lm_batches(100, 4, 5, "random")
+    assert loader.steps_per_epoch == len(batches) == 4  # (100 - 4 - 1) // 5 = 19 windows -> 4 batches of 4
     starts = []
-    for X, Y in batches:
-        assert X.shape == Y.shape == (4, 5)
-        assert (Y == X + 1).all() and (np.diff(X, axis=1) == 1).all()  # contiguous, shifted by one
+    for X, Y, fresh in batches:
+        assert X.shape == Y.shape == (4, 5) and fresh  # unrelated batches: every one starts afresh
+        assert (Y == X + 1).all() and (X.diff(dim=1) == 1).all()  # contiguous, shifted by one
         starts += X[:, 0].tolist()
-    assert len(set(starts)) == len(starts)  # no subsequence twice in an epoch
+    assert len(set(starts)) == len(starts)  # no window twice in an epoch
     assert len({s % 5 for s in starts}) == 1  # all on one grid, fixed by the random offset
-    again = [X for X, _ in seq_data_iter_random(corpus, 4, 5, np.random.default_rng(0))]
-    assert all((a == X).all() for a, (X, _) in zip(again, batches))  # reproducible by seed
+    _, again = lm_batches(100, 4, 5, "random")
+    assert all((a[0] == b[0]).all() for a, b in zip(again, batches))  # reproducible by seed
+    offsets = set()
+    for seed in range(20):  # every offset keeps the same number of batches
+        loader, batches = lm_batches(100, 4, 5, "random", seed=seed)
+        assert len(batches) == 4
+        offsets.add(int(batches[0][0][0, 0]) % 5)
+    assert len(offsets) > 1
 
 
 def test_sequential_batches_continue_each_other():
-    corpus = np.arange(1000)
-    batches = list(seq_data_iter_sequential(corpus, 8, 7, np.random.default_rng(3)))
-    assert len(batches) > 5
-    for (X0, _), (X1, _) in zip(batches, batches[1:]):
-        assert X0.shape == X1.shape == (8, 7)
+    loader, batches = lm_batches(1000, 8, 7, "sequential", seed=3)
+    assert len(batches) == loader.steps_per_epoch == (1000 - 6 - 1) // 8 // 7
+    for (X0, _, _), (X1, _, fresh) in zip(batches, batches[1:]):
+        assert X0.shape == X1.shape == (8, 7) and not fresh
         assert (X1[:, 0] == X0[:, -1] + 1).all()  # row b of batch i+1 continues row b of batch i
-    for X, Y in batches:
+    assert batches[0][2]  # the epoch's first batch starts afresh
+    for X, Y, _ in batches:
         assert (Y == X + 1).all()
-    X0, _ = next(seq_data_iter_sequential(corpus, 8, 7))  # no rng: offset 0 (evaluation)
-    assert X0[0, 0] == 0
+    _, evaluation = lm_batches(1000, 8, 7, "random", train=False)  # evaluation: sequential from offset 0
+    assert evaluation[0][0][0, 0] == 0 and (evaluation[1][0][:, 0] == evaluation[0][0][:, -1] + 1).all()
+    _, short = lm_batches(30, 8, 7, "sequential", train=False)  # a short text: fewer rows, not no batch
+    assert len(short) == 1 and short[0][0].shape == (4, 7)
+
+
+def test_lm_ranks_take_their_rows_of_every_batch():
+    import torch
+
+    _, whole = lm_batches(1000, 8, 7, "sequential", seed=3)
+    shards = [lm_batches(1000, 8, 7, "sequential", seed=3, rank=r, world=2)[1] for r in range(2)]
+    for i, (X, Y, fresh) in enumerate(whole):
+        torch.testing.assert_close(torch.cat([shards[0][i][0], shards[1][i][0]]), X)
+        assert shards[1][i][0].shape == (4, 7) and shards[1][i][2] == fresh
 
 
 # -- translation, classification batches, splits -------------------------------------------------------
@@ -147,7 +173,7 @@ def test_splits_are_disjoint_fixed_by_seed_and_stratified():
 
 
 def test_translation_split_holds_out_whole_english_sentences(offline_data):
-    data = text.load_translation(2000, 10, test_size=100, valid_size=50, seed=0)
+    data = text.load_translation(2000, 10, test_size=100, val_size=50, seed=0)
     src, src_valid, tgt, tgt_valid = data.arrays["train"]
     train_sentences = {" ".join(data.src_vocab.to_tokens(row[: n - 1].tolist())) for row, n in zip(src, src_valid)}
     held = {" ".join(s) for s in data.test_sources}
@@ -155,7 +181,7 @@ def test_translation_split_holds_out_whole_english_sentences(offline_data):
     assert all(len(refs) >= 1 for refs in data.test_references)
     assert sum(map(len, data.test_references)) >= 100  # several translations per sentence are kept
     assert (src_valid <= 10).all() and (tgt_valid >= 2).all()  # at least one token + <eos>
-    assert data.record["sizes"]["test"] == 100 and data.split_of["go ."] in ("train", "valid", "test")
+    assert data.record["sizes"]["test"] == 100 and data.split_of["go ."] in ("train", "val", "test")
 
 
 # -- skip-gram -----------------------------------------------------------------------------------------

@@ -64,6 +64,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="write report.md and report.html for a run or a study")
     p.add_argument("run", help="run id, id prefix, run directory, or study name")
 
+    p = sub.add_parser("new", help="write an experiment file to start from, from a catalog entry")
+    p.add_argument("name", help="the new experiment's name (also the file name: NAME.toml)")
+    p.add_argument("--from", dest="source", required=True, metavar="ENTRY", help="catalog entry or .toml file")
+    p.add_argument("--out", help="file to write (default ./NAME.toml)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing file")
+
+    p = sub.add_parser("export", help="a run's or a study's metrics, summary and results as files")
+    p.add_argument("run", help="run id, id prefix, run directory, or study name")
+    p.add_argument("--format", default="csv", choices=["csv", "parquet", "json"])
+    p.add_argument("--out", default=".", help="folder to write into (default: here)")
+
     p = sub.add_parser("data", help="datasets: list, fetch, verify")
     data_sub = p.add_subparsers(dest="action", required=True, parser_class=Parser)
     data_sub.add_parser("list", help="known datasets with their files, sizes and checksums")
@@ -99,8 +110,8 @@ def cmd_run(args) -> int:
 
         return cmd_run_distributed(args)
     from practicum.config import load_experiment
-    from practicum.execute import execute, start
-    from practicum.sweep import is_study
+    from practicum.execute import run_config
+    from practicum.sweeps import is_study
 
     if is_study(args.experiment):
         if args.override or args.seed is not None:
@@ -109,52 +120,30 @@ def cmd_run(args) -> int:
         return cmd_sweep(args)
 
     cfg = load_experiment(args.experiment, args.override, seed=args.seed, quick=args.quick)
-    claim, run = start(cfg, force=args.force)
-    record = claim.record
-    if claim.action == "finished":
-        print(f"{cfg.name}: already finished as run {record.id} ({record.dir}); "
-              f"{record.headline or ''} — use --force to run again")
-        return 0
-    if claim.action == "busy":
-        raise PracticumError(f"{cfg.name}: run {record.id} of this config is in progress "
-                             f"(pid {record.pid}); wait for it or stop it")
-    verb = "resuming" if run.resumed else "starting"
-    print(f"{cfg.name}: {verb} run {run.id} in {run.dir}", file=sys.stderr)
     try:
-        summary = execute(run)
+        run_config(cfg, force=args.force, report=not args.no_report)
     except KeyboardInterrupt:
-        print(f"{cfg.name}: interrupted; run the same command again to resume {run.id}",
-              file=sys.stderr)
         return 130
-    metric = cfg.expect.metric
-    shown = f"{metric}={summary[metric]:.4f}" if metric in summary else json.dumps(summary)
-    duration = run.index.get(run.id).duration
-    print(f"{cfg.name}: finished run {run.id}: {shown} in {duration:.1f}s -> {run.dir}")
-    if not args.no_report:
-        from practicum.report import write_run_report
-
-        md, _ = write_run_report(run.index.get(run.id))
-        print(f"report: {md}")
     return 0
 
 
 def cmd_sweep(args) -> int:
-    from practicum import sweep
+    from practicum import sweeps
     from practicum.report.study import write_study_report
-    from practicum.runs import Index
+    from practicum.store import Index
 
-    if sweep.is_study(args.experiment):
+    if sweeps.is_study(args.experiment):
         if args.grid or args.override:
             raise UsageError(f"{args.experiment} is a study file: its grid is declared in it")
-        plan = sweep.plan_study(args.experiment, seeds=args.seeds, quick=args.quick)
+        plan = sweeps.plan_study(args.experiment, seeds=args.seeds, quick=args.quick)
     else:
         if not args.grid:
             raise UsageError("sweep: give at least one --grid KEY=V1,V2 (or a study file)")
-        plan = sweep.plan(args.experiment, sweep.parse_grid(args.grid), args.seeds or 1,
+        plan = sweeps.plan(args.experiment, sweeps.parse_grid(args.grid), args.seeds or 1,
                           overrides=args.override, quick=args.quick, name=args.name)
     log = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
-    counts = sweep.run_plan(plan, workers=args.workers, log=log)
-    study_dir = sweep.studies_dir() / plan.name
+    counts = sweeps.run_plan(plan, workers=args.workers, log=log)
+    study_dir = sweeps.studies_dir() / plan.name
     index = Index()
     export_trials(plan, index, study_dir / "tb")
     md, html, results = write_study_report(study_dir, index)
@@ -177,7 +166,7 @@ def export_trials(plan, index, tb_dir) -> None:
 
 def cmd_compare(args) -> int:
     from practicum.report.study import write_compare_report
-    from practicum.runs import Index, home
+    from practicum.store import Index, home
 
     index = Index()
     records = [index.find(ref) for ref in args.runs]
@@ -195,7 +184,7 @@ RUN_COLUMNS = ("id", "experiment", "status", "started", "duration", "headline")
 
 
 def cmd_runs(args) -> int:
-    from practicum.runs import Index
+    from practicum.store import Index
 
     records = Index().list(args.experiment)
     if args.json:
@@ -228,8 +217,8 @@ def _secs(d: float | None) -> str:
 def cmd_report(args) -> int:
     from practicum.report import write_run_report
     from practicum.report.study import write_study_report
-    from practicum.runs import Index
-    from practicum.sweep import studies_dir
+    from practicum.store import Index
+    from practicum.sweeps import studies_dir
 
     study = studies_dir() / args.run
     if (study / "study.json").exists():
@@ -238,6 +227,28 @@ def cmd_report(args) -> int:
         md, html = write_run_report(Index().find(args.run))
     print(md)
     print(html)
+    return 0
+
+
+def cmd_new(args) -> int:
+    from practicum import fileio
+    from practicum.config import load_experiment
+    from practicum.template import experiment_template
+
+    path = Path(args.out or f"{args.name}.toml")
+    if path.exists() and not args.force:
+        raise UsageError(f"{path} exists: choose another name or --out, or --force to overwrite it")
+    cfg = load_experiment(args.source)
+    fileio.write_text(path, experiment_template(cfg, args.name, args.source))
+    print(f"{path}: {args.name}, from {args.source}; run it with: practicum run {path}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from practicum.export import export
+
+    for path in export(args.run, args.format, Path(args.out)):
+        print(path)
     return 0
 
 
@@ -271,13 +282,13 @@ def cmd_data(args) -> int:
 
 
 COMMANDS = {"list": cmd_list, "run": cmd_run, "sweep": cmd_sweep, "compare": cmd_compare, "runs": cmd_runs,
-            "report": cmd_report, "data": cmd_data}
+            "report": cmd_report, "new": cmd_new, "export": cmd_export, "data": cmd_data}
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
-    from practicum.runs import set_invocation
+    from practicum.store import set_invocation
 
     set_invocation(argv)
     try:

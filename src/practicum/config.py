@@ -118,7 +118,7 @@ def catalog() -> dict[str, Path]:
 def resolve_path(spec: str) -> Path:
     """A catalog name or a path to an experiment file."""
     path = Path(spec)
-    if path.suffix == ".toml" or path.exists():
+    if path.suffix == ".toml" or path.is_file():  # a folder named like an entry (a run store's) is not a file
         if not path.is_file():
             raise UsageError(f"experiment file not found: {spec}")
         return path
@@ -254,9 +254,10 @@ def _format_error(schema: type[BaseModel], err: dict) -> str:
     return f"key '{key}': expected {_describe_type(annotation)}, got {got} ({err['msg'].lower()})"
 
 
-def validate(schema: type[Experiment], raw: dict, source: str) -> Experiment:
+def validate(schema: type[Experiment], raw: dict, source: str, base_dir: Path | None = None) -> Experiment:
+    """``base_dir``: where relative paths in the file are looked for (the file's folder)."""
     try:
-        return schema.model_validate(raw)
+        return schema.model_validate(raw, context={"base_dir": base_dir})
     except ValidationError as e:
         messages = [_format_error(schema, err) for err in e.errors()]
         raise UsageError(f"{source}: " + "; ".join(messages)) from None
@@ -299,4 +300,4 @@ def load_experiment(
         schema = task_schema(raw["task"])
     except UsageError as e:
         raise UsageError(f"{path}: key 'task': {e}") from None
-    return validate(schema, raw, str(path))
+    return validate(schema, raw, str(path), path.parent.resolve())

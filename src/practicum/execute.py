@@ -19,7 +19,7 @@ from practicum import fileio
 from practicum.config import Experiment
 from practicum.errors import PracticumError
 from practicum.tasks import task_module
-from practicum.runs import Claim, Index, Run, command_line
+from practicum.store import Claim, Index, Run, command_line
 
 PACKAGES = ("practicum", "numpy", "torch", "pydantic", "matplotlib", "torchmetrics", "tensorboard")
 
@@ -78,6 +78,11 @@ def sigterm_as_interrupt():
 
 def start(cfg: Experiment, force: bool = False, index: Index | None = None) -> tuple[Claim, Run | None]:
     """Claim ``cfg`` in the index; return the claim and, when there is work to do, its Run."""
+    device = getattr(getattr(cfg, "train", None), "device", "auto")
+    if device not in ("auto", "cpu"):  # a missing GPU is a one-line error before any run exists
+        from practicum.train.device import resolve_device
+
+        resolve_device(device)
     index = index or Index()
     claim = index.claim(cfg, force=force)
     if claim.action in ("finished", "busy"):
@@ -148,3 +153,38 @@ def run_experiment(cfg: Experiment, force: bool = False, index: Index | None = N
     if run is not None:
         execute(run)
     return claim.action, index.get(claim.record.id)
+
+
+def echo(message: str, err: bool = False) -> None:
+    print(message, file=sys.stderr if err else sys.stdout)
+
+
+def run_config(cfg: Experiment, force: bool = False, report: bool = True, say=echo):
+    """``practicum run`` of one validated config, for the CLI and the Python API alike: reuse a
+    finished run of the same identity, resume an interrupted one, or start a new one; write its
+    report. Returns (claim action, run record). ``say(message, err)`` prints what the CLI prints."""
+    claim, run = start(cfg, force=force)
+    record = claim.record
+    if claim.action == "finished":
+        say(f"{cfg.name}: already finished as run {record.id} ({record.dir}); {record.headline or ''} "
+            "— use --force to run again")
+        return claim.action, record
+    if claim.action == "busy":
+        raise PracticumError(f"{cfg.name}: run {record.id} of this config is in progress "
+                             f"(pid {record.pid}); wait for it or stop it")
+    say(f"{cfg.name}: {'resuming' if run.resumed else 'starting'} run {run.id} in {run.dir}", True)
+    try:
+        summary = execute(run)
+    except KeyboardInterrupt:
+        say(f"{cfg.name}: interrupted; run the same command again to resume {run.id}", True)
+        raise
+    record = run.index.get(run.id)
+    metric = cfg.expect.metric
+    shown = f"{metric}={summary[metric]:.4f}" if metric in summary else ""
+    say(f"{cfg.name}: finished run {run.id}: {shown} in {record.duration:.1f}s -> {run.dir}")
+    if report:
+        from practicum.report import write_run_report
+
+        md, _ = write_run_report(record)
+        say(f"report: {md}")
+    return claim.action, record

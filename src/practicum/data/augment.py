@@ -15,6 +15,15 @@ tests check on known tensors) and a ``random_*`` function drawing those paramete
     cutmix      paste a box of x[perm]; targets mixed by the pasted area
 
 Mixing makes soft multi-label targets (y in [0, 1]): the BCE loss takes them as they are.
+
+Detection moves the boxes with the pixels. Labels are (B, M, 5) rows ``(class, x1, y1, x2, y2)``
+normalised to the image, class -1 = a padding row:
+
+    flip_boxes           mirror the boxes of the flipped images
+    crop_boxes           boxes in a crop window's coordinates (the crop is ``resized_crop``):
+                         a box whose centre is outside the window becomes padding, the rest are clipped
+    random_square_crops  per-image square windows that keep at least one box centre, else the whole image
+    brightness_contrast  additive brightness, contrast about the image's mean (SSD's photometric jitter)
 """
 
 from __future__ import annotations
@@ -60,8 +69,8 @@ def random_flip(x: Tensor, p: float, gen: torch.Generator) -> Tensor:
 def resized_crop(x: Tensor, boxes: Tensor) -> Tensor:
     """Crop each image to ``boxes`` (B, 4) = (x0, y0, x1, y1) as fractions of its width/height and
     resize the crop back to (H, W), bilinear: one affine ``grid_sample`` for the batch."""
-    x0, y0, x1, y1 = boxes.unbind(1)
-    theta = torch.zeros(len(x), 2, 3, dtype=x.dtype)
+    x0, y0, x1, y1 = boxes.to(x.device, x.dtype).unbind(1)
+    theta = torch.zeros(len(x), 2, 3, dtype=x.dtype, device=x.device)
     theta[:, 0, 0], theta[:, 0, 2] = x1 - x0, x0 + x1 - 1  # output [-1, 1] -> input [2 x0 - 1, 2 x1 - 1]
     theta[:, 1, 1], theta[:, 1, 2] = y1 - y0, y0 + y1 - 1
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)  # (B, H, W, 2)
@@ -160,3 +169,51 @@ def random_mix(x: Tensor, y: Tensor, mixup_alpha: float, cutmix_alpha: float, p:
     top = int(torch.randint(0, H - h + 1, (1,), generator=gen))
     left = int(torch.randint(0, W - w + 1, (1,), generator=gen))
     return cutmix(x, y, perm, (top, left, h, w))
+
+
+# ---------------------------------------------------------------------------------------------
+# Boxes: labels (B, M, 5) rows (class, x1, y1, x2, y2) in 0..1, class -1 = padding
+
+
+def flip_boxes(labels: Tensor, mask: Tensor) -> Tensor:
+    """The boxes of the images ``flip(x, mask)`` mirrors: x1, x2 -> 1 - x2, 1 - x1 (padding stays)."""
+    mirrored = torch.stack([labels[..., 0], 1 - labels[..., 3], labels[..., 2], 1 - labels[..., 1],
+                            labels[..., 4]], -1)
+    change = mask.to(labels.device)[:, None] & (labels[..., 0] >= 0)  # (B, M)
+    return torch.where(change[..., None], mirrored, labels)
+
+
+def crop_boxes(labels: Tensor, windows: Tensor) -> Tensor:
+    """The boxes of ``resized_crop(x, windows)``: windows (B, 4) = (x0, y0, x1, y1) fractions of
+    the image. A box whose centre lies inside its window is shifted and scaled into the window's
+    coordinates and clipped to it; any other box becomes a padding row (all -1)."""
+    x0, y0, x1, y1 = windows.to(labels.device, labels.dtype)[:, None].unbind(-1)  # (B, 1) each
+    cx, cy = (labels[..., 1] + labels[..., 3]) / 2, (labels[..., 2] + labels[..., 4]) / 2  # (B, M)
+    inside = (labels[..., 0] >= 0) & (cx > x0) & (cx < x1) & (cy > y0) & (cy < y1)
+    origin = torch.stack([x0, y0, x0, y0], -1)  # (B, 1, 4)
+    size = torch.stack([x1 - x0, y1 - y0, x1 - x0, y1 - y0], -1)
+    moved = torch.cat([labels[..., :1], ((labels[..., 1:] - origin) / size).clamp(0, 1)], -1)
+    return torch.where(inside[..., None], moved, torch.full_like(labels, -1.0))
+
+
+def random_square_crops(labels: Tensor, p: float, min_side: float, gen: torch.Generator) -> Tensor:
+    """(B, 4) crop windows: with probability ``p`` a square of side U(min_side, 1) (a fraction of
+    the image) at a uniform position, else the whole image; a window that would keep no box
+    centre is the whole image too (the image is left alone rather than emptied)."""
+    B = len(labels)
+    crop = torch.rand(B, generator=gen) < p
+    side = min_side + (1 - min_side) * torch.rand(B, 1, generator=gen)  # (B, 1)
+    origin = torch.rand(B, 2, generator=gen) * (1 - side)  # (B, 2) top-left corner
+    windows = torch.cat([origin, origin + side], 1).to(labels.device)
+    keeps_one = (crop_boxes(labels, windows)[..., 0] >= 0).any(1)  # (B,)
+    whole = torch.tensor([0.0, 0.0, 1.0, 1.0], device=labels.device)
+    return torch.where((crop.to(labels.device) & keeps_one)[:, None], windows, whole)
+
+
+def brightness_contrast(x: Tensor, brightness: Tensor, contrast: Tensor) -> Tensor:
+    """Per-image (B,) jitter: ``(x - m) * contrast + m + brightness`` with m the image's mean over
+    channels and pixels; brightness is in the units of x. Not clamped (the model sees normalised
+    values, and SSD's photometric distortion lets them overshoot too)."""
+    b, c = (f.to(x.device, x.dtype).view(-1, 1, 1, 1) for f in (brightness, contrast))
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)  # (B, 1, 1, 1)
+    return (x - mean) * c + mean + b

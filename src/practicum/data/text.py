@@ -1,12 +1,12 @@
-"""Text data, d2l-style and small: tokenisers, a vocabulary, the corpus readers, language-model
-samplers, translation batches and seeded splits.
+"""Text data, d2l-style and small: tokenisers, a vocabulary, the corpus readers, translation
+arrays and seeded splits.
 
     lines --tokenize--> tokens --Vocab--> ids
-    LM:  one long id sequence -> seq_data_iter_random / seq_data_iter_sequential -> (X, Y) (B, T)
+    LM:  one long id sequence (lm_corpus) -> data/lm.py's LMLoader (torch) -> (X, Y) (B, T)
     MT:  (source, target) token lists -> build_array_nmt -> ids (N, T) + valid lengths (N,)
     classification: token lists -> pad_batch -> ids (N, T) + lengths (N,)
 
-Everything here is NumPy (no torch), so samplers and splits are checked without a model. Every
+Everything here is NumPy (no torch), so arrays and splits are checked without a model. Every
 random choice takes a ``numpy.random.Generator``: a run seeds one and checkpoints its state.
 Encodings are explicit: the lyrics zip is UTF-8, rt-polarity is cp1252, everything else UTF-8.
 """
@@ -18,7 +18,7 @@ import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -197,7 +197,7 @@ def read_imdb_tiny(split: str) -> tuple[list[list[str]], np.ndarray]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Language-model corpora and samplers
+# Language-model corpora (their batches: data/lm.py)
 
 
 def lm_corpus(name: str, token: str = "char", max_tokens: int | None = None) -> tuple[np.ndarray, Vocab]:
@@ -211,34 +211,6 @@ def lm_corpus(name: str, token: str = "char", max_tokens: int | None = None) -> 
         tokens = tokens[:max_tokens]
     vocab = Vocab(tokens)
     return np.array(vocab[tokens], dtype=np.int64), vocab
-
-
-def seq_data_iter_random(corpus: np.ndarray, batch_size: int, num_steps: int,
-                         rng: np.random.Generator) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Random sampling: subsequences of ``num_steps`` from a random offset, in random order.
-    Two neighbouring batches are unrelated, so the hidden state starts afresh for each."""
-    corpus = corpus[int(rng.integers(num_steps)):]  # a random start covers every split point
-    num_subseqs = (len(corpus) - 1) // num_steps  # -1: every X needs its shifted Y
-    starts = np.arange(num_subseqs) * num_steps
-    rng.shuffle(starts)
-    offsets = np.arange(num_steps)
-    for i in range(0, (num_subseqs // batch_size) * batch_size, batch_size):
-        idx = starts[i: i + batch_size, None] + offsets  # (B, T) positions
-        yield corpus[idx], corpus[idx + 1]
-
-
-def seq_data_iter_sequential(corpus: np.ndarray, batch_size: int, num_steps: int,
-                             rng: np.random.Generator | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Sequential partitioning: the corpus is cut into ``batch_size`` long rows, read left to
-    right, so row b of batch i+1 continues row b of batch i and the hidden state can be carried
-    over. ``rng=None`` starts at offset 0 (evaluation)."""
-    offset = int(rng.integers(num_steps)) if rng is not None else 0
-    num_tokens = ((len(corpus) - offset - 1) // batch_size) * batch_size
-    xs = corpus[offset: offset + num_tokens].reshape(batch_size, -1)  # (B, L)
-    ys = corpus[offset + 1: offset + 1 + num_tokens].reshape(batch_size, -1)
-    for i in range(0, (xs.shape[1] // num_steps) * num_steps, num_steps):
-        yield xs[:, i: i + num_steps], ys[:, i: i + num_steps]
-
 
 
 # ---------------------------------------------------------------------------------------------
@@ -322,14 +294,14 @@ class TranslationData:
     src_vocab: Vocab
     tgt_vocab: Vocab
     num_steps: int
-    arrays: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]  # split -> src, src_valid, tgt, tgt_valid
+    arrays: dict[str, tuple[np.ndarray, ...]]  # train, val: src, src_valid, tgt, tgt_valid
     test_sources: list[list[str]]
     test_references: list[list[list[str]]]
     split_of: dict[str, str]  # English sentence (space-joined) -> split
     record: dict  # for splits.json
 
 
-def load_translation(num_pairs: int | None, num_steps: int, test_size: int, valid_size: int, seed: int,
+def load_translation(num_pairs: int | None, num_steps: int, test_size: int, val_size: int, seed: int,
                      min_freq: int = 2, drop_longer: bool = True, path=None) -> TranslationData:
     """The first ``num_pairs`` pairs of fra.txt (the shortest: the file is sorted by length).
     ``drop_longer`` drops pairs that do not fit ``num_steps`` with their <eos> (else d2l's
@@ -342,17 +314,17 @@ def load_translation(num_pairs: int | None, num_steps: int, test_size: int, vali
     for i, (s, _) in enumerate(pairs):
         groups.setdefault(" ".join(s), []).append(i)
     sentences = list(groups)  # distinct English sentences, in file order
-    if test_size + valid_size >= len(sentences):
+    if test_size + val_size >= len(sentences):
         raise UsageError(f"data: {len(sentences)} distinct English sentences cannot give test_size {test_size} "
-                         f"+ valid_size {valid_size} and leave any for training (raise num_pairs)")
-    splits = split_indices(len(sentences), {"test": test_size, "valid": valid_size, "train": -1}, seed)
+                         f"+ val_size {val_size} and leave any for training (raise num_pairs)")
+    splits = split_indices(len(sentences), {"test": test_size, "val": val_size, "train": -1}, seed)
     split_of = {sentences[i]: name for name, idx in splits.items() for i in idx}
     members = {name: [p for i in idx for p in groups[sentences[i]]] for name, idx in splits.items()}
     reserved = ["<pad>", "<bos>", "<eos>"]
     src_vocab = Vocab([pairs[p][0] for p in members["train"]], min_freq, reserved)
     tgt_vocab = Vocab([pairs[p][1] for p in members["train"]], min_freq, reserved)
     arrays = {}
-    for name in ("train", "valid"):
+    for name in ("train", "val"):
         src, src_valid = build_array_nmt([pairs[p][0] for p in members[name]], src_vocab, num_steps)
         tgt, tgt_valid = build_array_nmt([pairs[p][1] for p in members[name]], tgt_vocab, num_steps)
         arrays[name] = (src, src_valid, tgt, tgt_valid)

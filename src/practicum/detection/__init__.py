@@ -2,18 +2,19 @@
 
     boxes.py    IoU, anchor labelling, offset encode/decode, NMS, multibox detection
     anchors.py  anchor boxes on a feature map (``multibox_prior``)
-    voc.py      PASCAL-VOC XML boxes (defusedxml) and images (Pillow, alpha -> RGB)
-    metrics.py  average precision per class at an IoU threshold (VOC all-point)
+    metrics.py  average precision per class at an IoU threshold (VOC all-point), and the
+                torchmetrics ``DetectionAP`` the fit loop evaluates with
 
-The single-shot detector that uses them is ``practicum.models.ssd``; the practical that trains it
-on the fruit set is ``practicum.practicals.detection``.
+The single-shot detector that uses them is ``practicum.models.ssd``; the VOC files and the box
+tensors come from ``practicum.data.voc``; the practical that trains it on the fruit set is
+``practicum.practicals.detection``.
 """
 
 from practicum.detection.anchors import anchors_per_pixel, multibox_prior
-from practicum.detection.boxes import (assign_anchors, box_iou, center_to_corner, corner_to_center, decode,
-                                       encode, multibox_detection, multibox_target, nms)
-from practicum.detection.metrics import average_precision, mean_average_precision
+from practicum.detection.boxes import (assign_anchors, assign_batch, box_iou, center_to_corner, corner_to_center,
+                                       decode, encode, multibox_detection, multibox_target, nms)
+from practicum.detection.metrics import DetectionAP, average_precision, mean_average_precision
 
-__all__ = ["anchors_per_pixel", "assign_anchors", "average_precision", "box_iou", "center_to_corner",
-           "corner_to_center", "decode", "encode", "mean_average_precision", "multibox_detection",
-           "multibox_prior", "multibox_target", "nms"]
+__all__ = ["DetectionAP", "anchors_per_pixel", "assign_anchors", "assign_batch", "average_precision", "box_iou",
+           "center_to_corner", "corner_to_center", "decode", "encode", "mean_average_precision",
+           "multibox_detection", "multibox_prior", "multibox_target", "nms"]

@@ -42,28 +42,38 @@ def box_iou(a: Tensor, b: Tensor) -> Tensor:
 
 
 def assign_anchors(gt: Tensor, anchors: Tensor, iou_threshold: float = 0.5) -> Tensor:
-    """For each anchor, the index of its ground-truth box, or -1 (background): (A,) long.
+    """For each anchor, the index of its ground-truth box in ``gt`` (G, 4), or -1 (background):
+    (A,) long. One image of ``assign_batch``."""
+    return assign_batch(gt[None], torch.ones(1, len(gt), dtype=torch.bool, device=gt.device), anchors,
+                        iou_threshold)[0]
 
-    D2L's rule: first, repeatedly take the largest entry of the IoU matrix, give that anchor that
-    box, and strike out its row and column -- so every box gets at least one anchor however
-    badly the anchors fit it; then every other anchor whose best IoU is >= ``iou_threshold``
-    takes its best box.
+
+def assign_batch(boxes: Tensor, valid: Tensor, anchors: Tensor, iou_threshold: float = 0.5) -> Tensor:
+    """For each image and anchor, the index of its box, or -1 (background): (B, A) long.
+
+    boxes (B, M, 4), valid (B, M) bool (False: a padding row), anchors (A, 4). D2L's rule: first,
+    repeatedly take the largest entry of the IoU matrix, give that anchor that box, and strike out
+    its row and column -- so every box gets at least one anchor however badly the anchors fit it;
+    then every other anchor whose best IoU is >= ``iou_threshold`` takes its best box. The greedy
+    pass runs for the whole batch at once, M rounds (padding columns are struck from the start,
+    so an image with fewer boxes simply stops taking any).
     """
-    num_anchors, num_gt = anchors.shape[0], gt.shape[0]
-    assigned = torch.full((num_anchors,), -1, dtype=torch.long)
-    if num_gt == 0:
-        return assigned
-    iou = box_iou(anchors, gt)  # (A, G)
-    best_iou, best_box = iou.max(dim=1)
-    ok = best_iou >= iou_threshold
-    assigned[ok] = best_box[ok]
-    iou = iou.clone()
-    for _ in range(num_gt):  # the greedy pass; it overrides the threshold pass where they meet
-        flat = int(torch.argmax(iou))
-        anchor, box = divmod(flat, num_gt)
-        assigned[anchor] = box
-        iou[:, box] = -1
-        iou[anchor, :] = -1
+    B, M, _ = boxes.shape
+    A = len(anchors)
+    if M == 0:
+        return torch.full((B, A), -1, dtype=torch.long, device=boxes.device)
+    iou = box_iou(anchors, boxes.reshape(-1, 4)).reshape(A, B, M).transpose(0, 1).contiguous()  # (B, A, M)
+    iou = iou.masked_fill(~valid[:, None, :], -1.0)  # IoU >= 0 for real boxes, -1 = struck out
+    best_iou, best_box = iou.max(dim=2)  # (B, A)
+    assigned = torch.where(best_iou >= iou_threshold, best_box, -1)
+    rows = torch.arange(B, device=boxes.device)
+    for _ in range(M):  # the greedy pass; it overrides the threshold pass where they meet
+        top, flat = iou.flatten(1).max(dim=1)  # (B,) the largest entry of each image (first if tied)
+        anchor, box = flat // M, flat % M
+        taken = top >= 0  # False once an image's boxes are all struck out
+        assigned[rows, anchor] = torch.where(taken, box, assigned[rows, anchor])
+        iou[rows, anchor, :] = -1.0
+        iou[rows, :, box] = -1.0
     return assigned
 
 
@@ -71,42 +81,40 @@ def encode(anchors: Tensor, boxes: Tensor, eps: float = 1e-6) -> Tensor:
     """Offsets that turn each anchor into its box, D2L's (and SSD's) parameterisation with the
     usual scales (0.1 for centres, 0.2 for sizes):
     ``((cx - cx_a) / w_a / 0.1, (cy - cy_a) / h_a / 0.1, log(w / w_a) / 0.2, log(h / h_a) / 0.2)``.
-    (A, 4), (A, 4) -> (A, 4)."""
+    (..., 4), (..., 4) -> (..., 4)."""
     a, b = corner_to_center(anchors), corner_to_center(boxes)
-    xy = 10 * (b[:, :2] - a[:, :2]) / a[:, 2:]
-    wh = 5 * torch.log(eps + b[:, 2:] / a[:, 2:])
-    return torch.cat([xy, wh], dim=1)
+    xy = 10 * (b[..., :2] - a[..., :2]) / a[..., 2:]
+    wh = 5 * torch.log(eps + b[..., 2:] / a[..., 2:])
+    return torch.cat([xy, wh], dim=-1)
 
 
 def decode(anchors: Tensor, offsets: Tensor) -> Tensor:
-    """The inverse of ``encode``: (A, 4) anchors + (A, 4) offsets -> (A, 4) corner boxes."""
+    """The inverse of ``encode``: (..., 4) anchors + (..., 4) offsets -> (..., 4) corner boxes."""
     a = corner_to_center(anchors)
-    xy = offsets[:, :2] * a[:, 2:] / 10 + a[:, :2]
-    wh = torch.exp(offsets[:, 2:] / 5) * a[:, 2:]
-    return center_to_corner(torch.cat([xy, wh], dim=1))
+    xy = offsets[..., :2] * a[..., 2:] / 10 + a[..., :2]
+    wh = torch.exp(offsets[..., 2:] / 5) * a[..., 2:]
+    return center_to_corner(torch.cat([xy, wh], dim=-1))
 
 
 def multibox_target(anchors: Tensor, labels: Tensor, iou_threshold: float = 0.5):
-    """Training targets for a batch (D2L's ``multibox_target``).
+    """Training targets for a batch (D2L's ``multibox_target``, without its loop over images).
 
-    anchors (A, 4); labels (B, M, 5) rows ``(class, x1, y1, x2, y2)``, padded with class -1.
-    Returns offsets (B, A * 4), mask (B, A * 4) (1 where the anchor has a box) and classes
-    (B, A) long (0 = background, c + 1 = object class c).
+    anchors (A, 4); labels (B, M, 5) rows ``(class, x1, y1, x2, y2)``, padded with class -1
+    (anywhere: padding rows are ignored). Returns offsets (B, A * 4), mask (B, A * 4) (1 where
+    the anchor has a box) and classes (B, A) long (0 = background, c + 1 = object class c).
     """
-    offsets, masks, classes = [], [], []
-    for label in labels:
-        label = label[label[:, 0] >= 0]  # drop the padding rows before matching
-        assigned = assign_anchors(label[:, 1:], anchors, iou_threshold)  # (A,)
-        has_box = assigned >= 0
-        cls = torch.zeros(len(anchors), dtype=torch.long)
-        target = torch.zeros_like(anchors)
-        cls[has_box] = label[assigned[has_box], 0].long() + 1
-        target[has_box] = label[assigned[has_box], 1:]
-        mask = has_box.float()[:, None].expand(-1, 4)  # (A, 4)
-        offsets.append((encode(anchors, target) * mask).reshape(-1))
-        masks.append(mask.reshape(-1))
-        classes.append(cls)
-    return torch.stack(offsets), torch.stack(masks), torch.stack(classes)
+    B, A = len(labels), len(anchors)
+    if labels.shape[1] == 0:  # no image has a box: one padding row to gather from
+        labels = labels.new_full((B, 1, 5), -1.0)
+    assigned = assign_batch(labels[..., 1:], labels[..., 0] >= 0, anchors, iou_threshold)  # (B, A)
+    has_box = assigned >= 0
+    matched = labels.gather(1, assigned.clamp(min=0)[..., None].expand(B, A, 5))  # (B, A, 5)
+    classes = torch.where(has_box, matched[..., 0].long() + 1, 0)
+    mask = has_box[..., None].to(anchors.dtype).expand(B, A, 4)  # (B, A, 4)
+    # a background anchor's "box" is the anchor itself: a finite offset, masked to 0 anyway
+    target = torch.where(has_box[..., None], matched[..., 1:], anchors)
+    offsets = encode(anchors.expand(B, A, 4), target) * mask
+    return offsets.reshape(B, -1), mask.reshape(B, -1), classes
 
 
 # -- from predictions to detections -------------------------------------------------------------

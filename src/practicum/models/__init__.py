@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -87,7 +88,16 @@ add_presets(densenet.DenseNet, densenet.PRESETS)
 def build_model(
     name: str, num_classes: int = 10, in_channels: int = 1, image_size: int | None = None, **kwargs
 ) -> nn.Module:
-    """Build preset ``name``; ``image_size=None`` means the preset's natural size."""
+    """Build preset ``name``; ``image_size=None`` means the preset's natural size. A name with a
+    colon is the user's own model (models/user.py: ``file.py:Class``, ``module:Class``, ``python:...``)."""
+    from practicum.models import user
+
+    if user.is_user_model(name):
+        try:
+            model = user.resolve(name, [Path.cwd()])
+        except ValueError as e:
+            raise UsageError(f"model.name = '{name}': {e}") from None
+        return model.build(num_classes=num_classes, in_channels=in_channels, image_size=image_size or 28, **kwargs)
     preset = MODELS[name]
     if image_size is None:
         image_size = preset.image_size

@@ -8,7 +8,9 @@ picks the width that gives a gated model the plain RNN's parameter count: that i
 catalog compares them at equal parameters.
 
 The hidden state is carried between calls (``state`` in, ``state`` out) so that sequential
-batches continue each other; ``detach_state`` cuts the graph between batches (truncated BPTT).
+batches continue each other; ``state=None`` starts from zeros (``begin_state``), as torch's cells
+do, so a caller (the fit loop's step, under DDP) never needs the model's own methods.
+``detach_state`` cuts the graph between batches (truncated BPTT).
 """
 
 from __future__ import annotations
@@ -50,11 +52,11 @@ class RNNScratch(nn.Module):
         self.b_q = nn.Parameter(torch.zeros(vocab_size))
 
     def begin_state(self, batch_size: int) -> Tensor:
-        return torch.zeros(batch_size, self.hidden)  # (B, H)
+        return torch.zeros(batch_size, self.hidden, device=self.W_xh.device)  # (B, H)
 
-    def forward(self, X: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:  # X (B, T) ids
+    def forward(self, X: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:  # X (B, T) ids
         inputs = F.one_hot(X.T, self.vocab_size).to(self.W_xh.dtype)  # (T, B, V): time first, to loop over
-        H, outputs = state, []
+        H, outputs = (self.begin_state(X.shape[0]) if state is None else state), []
         for x in inputs:  # x (B, V)
             H = torch.tanh(x @ self.W_xh + H @ self.W_hh + self.b_h)  # (B, H)
             outputs.append(H @ self.W_hq + self.b_q)  # (B, V)
@@ -74,10 +76,10 @@ class RNNLM(nn.Module):
         self.out = nn.Linear(hidden, vocab_size)
 
     def begin_state(self, batch_size: int):
-        h = torch.zeros(self.layers, batch_size, self.hidden)  # (L, B, H)
+        h = torch.zeros(self.layers, batch_size, self.hidden, device=self.out.weight.device)  # (L, B, H)
         return (h, h.clone()) if self.cell == "lstm" else h  # LSTM: (hidden, memory cell)
 
-    def forward(self, X: Tensor, state) -> tuple[Tensor, object]:  # X (B, T) ids
+    def forward(self, X: Tensor, state=None) -> tuple[Tensor, object]:  # X (B, T) ids; None: zeros
         Y, state = self.rnn(F.one_hot(X, self.vocab_size).to(self.out.weight.dtype), state)  # (B, T, H)
         return self.out(Y), state  # (B, T, V)
 
@@ -142,20 +144,21 @@ def predict(model: nn.Module, prefix: list[int], num_preds: int, temperature: fl
     (d2l's ``predict_ch8``), else a draw from softmax(logits / temperature) with ``generator``."""
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
     state = model.begin_state(1)
     out = list(prefix)
     if len(prefix) > 1:
-        _, state = model(torch.tensor([prefix[:-1]], dtype=torch.long), state)
-    x = torch.tensor([[prefix[-1]]], dtype=torch.long)
+        _, state = model(torch.tensor([prefix[:-1]], dtype=torch.long, device=device), state)
+    x = torch.tensor([[prefix[-1]]], dtype=torch.long, device=device)
     for _ in range(num_preds):
         logits, state = model(x, state)  # (1, 1, V)
         logits = logits[0, -1]
         if temperature > 0:
-            probs = torch.softmax(logits / temperature, -1)
-            nxt = int(torch.multinomial(probs, 1, generator=generator))
+            probs = torch.softmax(logits.float() / temperature, -1).cpu()  # drawn on the CPU: the
+            nxt = int(torch.multinomial(probs, 1, generator=generator))  # generator is a CPU one
         else:
             nxt = int(logits.argmax())
         out.append(nxt)
-        x = torch.tensor([[nxt]], dtype=torch.long)
+        x = torch.tensor([[nxt]], dtype=torch.long, device=device)
     model.train(was_training)
     return out

@@ -1,16 +1,19 @@
-"""Encoder-decoder translation with GRUs, without and with additive (Bahdanau) attention, plus the
-masking pieces (sequence mask, masked softmax, masked cross-entropy) and the decoders that every
-translation model shares (greedy and beam search).
+"""Encoder-decoder translation with GRUs, without and with additive (Bahdanau) attention, the
+decoders that every translation model shares (greedy and beam search), and ``build_translator``.
 
-A translation model here has two methods (the Transformer in transformer.py has the same two):
+A translation model here has three methods (the Transformer in transformer.py has the same):
 
     encode(src (B, S), src_valid (B,)) -> state: dict of batch-first tensors
     decode(tgt (B, t), state)          -> logits (B, t, V), state
+    forward(src, src_valid, dec_in)    -> logits (B, t, V): encode, then decode the whole dec_in
 
-``decode`` is called once with the whole shifted target in training (teacher forcing) and one
-token at a time in inference; the state carries whatever the next call needs. Keeping every
-state tensor batch-first lets beam search reorder hypotheses with one ``v[idx]``.
+Training calls the model itself (``forward``, teacher forcing: the shifted target in one call),
+so DDP and autocast, which wrap ``forward``, see the whole step. Inference calls ``decode`` one
+token at a time; the state carries whatever the next call needs. Keeping every state tensor
+batch-first lets beam search reorder hypotheses with one ``v[idx]``.
 Models that attend set ``self.attention_weights`` (B, t, S) after each ``decode``.
+
+Imports run one way: seq2seq -> transformer -> masking.
 """
 
 from __future__ import annotations
@@ -21,43 +24,8 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from practicum.errors import UsageError
-
-# ---------------------------------------------------------------------------------------------
-# Masking
-
-
-def sequence_mask(X: Tensor, valid_len: Tensor, value: float = 0.0) -> Tensor:
-    """X (B, T, ...) with positions t >= valid_len[b] set to ``value``."""
-    keep = torch.arange(X.shape[1], device=X.device)[None, :] < valid_len[:, None]  # (B, T)
-    return X.masked_fill(~keep.reshape(*keep.shape, *([1] * (X.dim() - 2))), value)
-
-
-def masked_softmax(X: Tensor, valid_lens: Tensor | None) -> Tensor:
-    """Softmax over the last axis of X (B, Q, K) that ignores keys k >= valid length.
-
-    ``valid_lens`` is (B,) (one length per example) or (B, Q) (one per query, e.g. causal). Masked
-    scores become -1e6 rather than -inf, so a row with no valid key is uniform, not NaN (d2l)."""
-    if valid_lens is None:
-        return F.softmax(X, dim=-1)
-    B, Q, K = X.shape
-    lens = valid_lens.repeat_interleave(Q) if valid_lens.dim() == 1 else valid_lens.reshape(-1)
-    X = sequence_mask(X.reshape(-1, K), lens, value=-1e6)  # (B*Q, K)
-    return F.softmax(X.reshape(B, Q, K), dim=-1)
-
-
-def masked_ce(logits: Tensor, labels: Tensor, valid_len: Tensor, reduction: str = "mean",
-              label_smoothing: float = 0.0) -> Tensor:
-    """Cross-entropy over the valid tokens only: logits (B, T, V), labels (B, T), valid_len (B,).
-
-    ``mean`` divides by the number of valid tokens (every real token weighs the same, however
-    long its sentence); ``sum`` returns the total, for accumulating over an epoch."""
-    B, T, V = logits.shape
-    per_token = F.cross_entropy(logits.reshape(B * T, V), labels.reshape(B * T), reduction="none",
-                                label_smoothing=label_smoothing).reshape(B, T)  # rows kept contiguous: fast
-    weights = sequence_mask(torch.ones_like(per_token), valid_len)
-    total = (per_token * weights).sum()
-    return total if reduction == "sum" else total / weights.sum().clamp(min=1)
-
+from practicum.models.masking import masked_softmax
+from practicum.models.transformer import Transformer
 
 # ---------------------------------------------------------------------------------------------
 # GRU encoder-decoder (d2l 10.7) and additive attention (d2l 11.4)
@@ -101,6 +69,9 @@ class Seq2Seq(nn.Module):
         context = state["context"][:, None].expand(-1, tgt.shape[1], -1)  # (B, t, H)
         out, hidden = self.rnn(torch.cat([emb, context], -1), state["hidden"].transpose(0, 1).contiguous())
         return self.dense(out), {**state, "hidden": hidden.transpose(0, 1)}  # (B, t, V)
+
+    def forward(self, src: Tensor, src_valid: Tensor, dec_in: Tensor) -> Tensor:
+        return self.decode(dec_in, self.encode(src, src_valid))[0]  # (B, t, V)
 
 
 class AdditiveAttention(nn.Module):
@@ -154,6 +125,9 @@ class Bahdanau(nn.Module):
         self.attention_weights = torch.cat(weights, 1)  # (B, t, S)
         return self.dense(torch.cat(outputs, 1)), {**state, "hidden": hidden.transpose(0, 1)}
 
+    def forward(self, src: Tensor, src_valid: Tensor, dec_in: Tensor) -> Tensor:
+        return self.decode(dec_in, self.encode(src, src_valid))[0]  # (B, t, V)
+
 
 # ---------------------------------------------------------------------------------------------
 # Decoding
@@ -175,9 +149,9 @@ def greedy(model: nn.Module, src: Tensor, src_valid: Tensor, bos: int, eos: int,
     sentence's attention rows (list of (t, S) tensors, one row per emitted token incl. <eos>)."""
     state = model.encode(src, src_valid)
     B = src.shape[0]
-    tok = torch.full((B, 1), bos, dtype=torch.long)
+    tok = torch.full((B, 1), bos, dtype=torch.long, device=src.device)
     out, attn = [], []
-    done = torch.zeros(B, dtype=torch.bool)
+    done = torch.zeros(B, dtype=torch.bool, device=src.device)
     for _ in range(max_len):
         logits, state = model.decode(tok, state)  # (B, 1, V)
         tok = logits[:, -1].argmax(-1, keepdim=True)  # (B, 1)
@@ -191,7 +165,7 @@ def greedy(model: nn.Module, src: Tensor, src_valid: Tensor, bos: int, eos: int,
     seqs = [cut_at_eos(row, eos) for row in ids]
     if not with_attention:
         return seqs
-    rows = torch.stack(attn, 1)  # (B, t, S)
+    rows = torch.stack(attn, 1).float().cpu()  # (B, t, S)
     return seqs, [rows[b, : len(seqs[b]) + (1 if len(seqs[b]) < rows.shape[1] else 0)] for b in range(B)]
 
 
@@ -202,14 +176,15 @@ def beam_search(model: nn.Module, src: Tensor, src_valid: Tensor, bos: int, eos:
     log-probability; a hypothesis that emits <eos> is finished (and leaves the beam, which
     shrinks). At the end the best finished one by d2l's score ``log P / L**alpha`` wins.
     With beam_size 1 this is exactly greedy decoding."""
+    device = src.device
     state = model.encode(src, src_valid)
     hyps: list[list[int]] = [[]]
-    scores = torch.zeros(1)  # (k,) summed log-probabilities
-    tok = torch.full((1, 1), bos, dtype=torch.long)
+    scores = torch.zeros(1, device=device)  # (k,) summed log-probabilities
+    tok = torch.full((1, 1), bos, dtype=torch.long, device=device)
     finished: list[tuple[float, list[int]]] = []
     for step in range(max_len):
         logits, state = model.decode(tok, state)  # (k, 1, V)
-        logp = F.log_softmax(logits[:, -1], -1)  # (k, V)
+        logp = F.log_softmax(logits[:, -1].float(), -1)  # (k, V)
         V = logp.shape[-1]
         total = (scores[:, None] + logp).reshape(-1)  # (k*V,)
         best, flat = total.topk(min(beam_size - len(finished), total.numel()))
@@ -225,9 +200,9 @@ def beam_search(model: nn.Module, src: Tensor, src_valid: Tensor, bos: int, eos:
         if not keep_rows:
             break
         hyps = [hyps[r] + [t] for r, t in zip(keep_rows, keep_tok)]
-        scores = torch.tensor(keep_scores)
-        state = reorder(state, torch.tensor(keep_rows))
-        tok = torch.tensor(keep_tok)[:, None]
+        scores = torch.tensor(keep_scores, device=device)
+        state = reorder(state, torch.tensor(keep_rows, device=device))
+        tok = torch.tensor(keep_tok, device=device)[:, None]
         if step == max_len - 1:  # out of room: unfinished hypotheses count as they are
             finished += [(s / len(h) ** alpha, h) for s, h in zip(keep_scores, hyps)]
     best_score, best_hyp = max(finished, key=lambda x: x[0])
@@ -240,8 +215,6 @@ def build_translator(name: str, src_vocab: int, tgt_vocab: int, **kwargs) -> nn.
     if name == "bahdanau":
         return Bahdanau(src_vocab, tgt_vocab, **kwargs)
     if name == "transformer":
-        from practicum.models.transformer import Transformer
-
         return Transformer(src_vocab, tgt_vocab, **kwargs)
     raise UsageError(f"unknown translation model '{name}': use seq2seq, bahdanau or transformer")
 

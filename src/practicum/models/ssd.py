@@ -66,12 +66,13 @@ class TinySSD(nn.Module):
         self.box_heads = nn.ModuleList(nn.Conv2d(ch, n * 4, 3, padding=1) for ch, n in zip(channels, k))
         self._anchors: dict[tuple, Tensor] = {}
 
-    def anchors_for(self, shapes: list[tuple[int, int]]) -> Tensor:
-        """All anchors, scale by scale, for feature maps of the given (H, W): (A, 4)."""
-        key = tuple(shapes)
+    def anchors_for(self, shapes: list[tuple[int, int]], device: torch.device | str = "cpu") -> Tensor:
+        """All anchors, scale by scale, for feature maps of the given (H, W): (A, 4) on ``device``
+        (built once per input size and device)."""
+        key = (tuple(shapes), str(device))
         if key not in self._anchors:
             self._anchors[key] = torch.cat([multibox_prior(h, w, s, r)
-                                            for (h, w), s, r in zip(shapes, self.sizes, self.ratios)])
+                                            for (h, w), s, r in zip(shapes, self.sizes, self.ratios)]).to(device)
         return self._anchors[key]
 
     def forward(self, x: Tensor):
@@ -84,7 +85,7 @@ class TinySSD(nn.Module):
             cls_preds.append(cls_head(x).permute(0, 2, 3, 1).flatten(1))  # (B, h * w * k * (C + 1))
             box_preds.append(box_head(x).permute(0, 2, 3, 1).flatten(1))  # (B, h * w * k * 4)
         cls = torch.cat(cls_preds, 1).reshape(x.shape[0], -1, self.num_classes + 1)
-        return self.anchors_for(shapes), cls, torch.cat(box_preds, 1)
+        return self.anchors_for(shapes, x.device), cls, torch.cat(box_preds, 1)
 
 
 PRESETS = {

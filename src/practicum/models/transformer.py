@@ -18,7 +18,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from practicum.models.seq2seq import masked_softmax
+from practicum.models.masking import masked_softmax
 
 
 class PositionalEncoding(nn.Module):
@@ -99,7 +99,7 @@ class DecoderBlock(nn.Module):
 
     def forward(self, X: Tensor, memory: Tensor, src_valid: Tensor) -> Tensor:  # X (B, t, d)
         B, t, _ = X.shape
-        causal = torch.arange(1, t + 1).repeat(B, 1)  # (B, t): query i sees keys 0..i
+        causal = torch.arange(1, t + 1, device=X.device).repeat(B, 1)  # (B, t): query i sees keys 0..i
         Y = self.addnorm1(X, self.self_attention(X, X, X, causal))
         Z = self.addnorm2(Y, self.cross_attention(Y, memory, memory, src_valid))
         return self.addnorm3(Z, self.ffn(Z))
@@ -131,3 +131,6 @@ class Transformer(nn.Module):
         # the last block's attention over the source, averaged over heads: (B, t, S)
         self.attention_weights = self.decoder[-1].cross_attention.attention_weights.mean(1)[:, -tgt.shape[1]:]
         return self.dense(X[:, -tgt.shape[1]:]), {**state, "prefix": full}  # logits (B, t, V)
+
+    def forward(self, src: Tensor, src_valid: Tensor, dec_in: Tensor) -> Tensor:
+        return self.decode(dec_in, self.encode(src, src_valid))[0]  # (B, t, V): teacher forcing

@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from practicum import fileio
 from practicum.config import Experiment, Section
 from practicum.errors import UsageError
+from practicum.registry import nearest
 from practicum.train import config
 
 
@@ -49,17 +50,42 @@ class Model(Section):
 
     @field_validator("name")
     @classmethod
-    def _known(cls, name: str) -> str:
-        from practicum.models import MODELS  # imports torch: only when a file is loaded
+    def _known(cls, name: str, info: ValidationInfo) -> str:
+        from practicum.models import MODELS, user  # imports torch: only when a file is loaded
 
-        MODELS[name]  # an unknown preset: the nearest valid name
-        return name
+        if not user.is_user_model(name):
+            return config.in_registry(MODELS, name)
+        model = user.resolve(name, base_dirs(info))
+        return model.name  # a file as an absolute path: the run's config.toml runs from anywhere
+
+    @model_validator(mode="after")
+    def _options_fit(self):
+        from practicum.models import MODELS, user
+
+        kwargs = dict(num_classes=10, in_channels=1, image_size=28, **self.options)
+        if user.is_user_model(self.name):
+            user.resolve(self.name, []).check_options(**kwargs)
+        else:
+            known = MODELS[self.name].options()
+            unknown = [k for k in self.options if k not in known]
+            if unknown:
+                raise ValueError(f"model.options: preset '{self.name}' has no option '{unknown[0]}'"
+                                 f"{nearest(unknown[0], known)}; valid: {', '.join(known)}")
+        return self
 
     def resolved(self) -> dict:
-        from practicum.models import MODELS
+        from practicum.models import MODELS, user
 
+        if user.is_user_model(self.name):
+            return user.resolve(self.name, []).identity()
         preset = MODELS[self.name]
         return {"class": f"{preset.cls.__module__}.{preset.cls.__qualname__}", "preset": preset.defaults}
+
+
+def base_dirs(info: ValidationInfo) -> list[Path]:
+    """Where a relative model file is looked for: beside the experiment file, then here."""
+    here = [Path(info.context["base_dir"])] if info.context and info.context.get("base_dir") else []
+    return [*here, Path.cwd()]
 
 
 class Optim(config.Optim):
@@ -121,7 +147,7 @@ def fit_classifier(cfg: Config, run, train_set, val_set, test_set, extra_outputs
     import torch
 
     from practicum.data.tensors import Loader, Pipeline
-    from practicum.models import MODELS, build_model
+    from practicum.models import MODELS, build_model, user
     from practicum.train import checkpoint, ddp
     from practicum.train.device import resolve_device
     from practicum.train.loop import Recorder, evaluate_once, fit, scalars, summarize
@@ -131,7 +157,8 @@ def fit_classifier(cfg: Config, run, train_set, val_set, test_set, extra_outputs
     t, world, rank = cfg.train, ddp.world_size(), ddp.rank()
     device = resolve_device(t.device)
     checkpoint.seed_everything(cfg.seed)
-    image_size = cfg.data.image_size or MODELS[cfg.model.name].image_size
+    natural = train_set.x.shape[-1] if user.is_user_model(cfg.model.name) else MODELS[cfg.model.name].image_size
+    image_size = cfg.data.image_size or natural  # a preset's own size, or the data's for your own model
     mean, std = train_set.mean_std() if cfg.data.normalize else (None, None)
     flip = getattr(cfg.data, "flip", False)  # cifar_kaggle's Data has one
     pipe = Pipeline(image_size=image_size, mean=mean, std=std, shift=cfg.data.shift, flip=flip,

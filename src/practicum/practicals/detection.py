@@ -1,12 +1,21 @@
 """D2L 14.7 on fruit: a small single-shot detector (TinySSD) trained on ``fruit-detection-voc``.
 
-Data: every image of the train (240) and test (60) split, decoded with Pillow (alpha -> white),
-resized to ``image_size`` squared, held whole as one uint8 tensor; boxes normalised to 0..1 by the
-stored image's size (so the resize does not change them). Labels are padded to the most boxes in
-an image, class -1.
+Data (data/voc.py): every image of the train (240) and test (60) split, decoded with Pillow
+(alpha -> white), resized to ``image_size`` squared and held whole as one uint8 tensor on the
+device, with its boxes as one (N, M, 5) tensor of rows ``(class, x1, y1, x2, y2)`` normalised to
+0..1 by the stored image's size (so the resize does not change them), padded with rows of -1.
+``data.val_size`` evenly spaced training images (spread over the classes: the files sort as
+apple_*, banana_*, mixed_*, orange_*) are held out as split ``val``, on which the best
+checkpoint is chosen (``train.best_metric = "val/map"``); the test split is measured once, on
+the selected weights.
 
-Training: anchors are labelled with ``multibox_target`` (D2L's assignment, IoU >= 0.5), and the
-loss is one of
+Training batches (data/tensors.py ``AugmentLoader``) are augmented as a whole batch, every draw
+from the loader's generator (data/augment.py): horizontal flip, a random square crop of side >=
+``crop_min`` keeping the boxes whose centre falls inside (clipped; one affine ``grid_sample`` for
+the batch), brightness/contrast jitter.
+
+The step: anchors labelled with ``multibox_target`` (D2L's assignment, IoU >= 0.5), and the loss
+is one of
 
 - ``d2l``: cross-entropy averaged over *all* anchors plus L1 on the masked offsets averaged over
   all anchors (D2L's ``calc_loss``);
@@ -15,39 +24,35 @@ loss is one of
   ~1,400 anchors and about ten positives per image, D2L's average is dominated by easy
   background; hard-negative mining is the usual fix.
 
-The optimizer is D2L's SGD (lr 0.2) or AdamW, with a constant or cosine learning rate; on the
-fruit set's 240 images D2L's SGD is far from converged in a CPU budget (see the catalog entry).
-
-Augmentation on the batch tensor: horizontal flip, a random square crop of side >= ``crop_min``
-keeping boxes whose centre falls inside (clipped), brightness/contrast jitter.
+The optimizer and schedule come from the shared ``[optim]`` section (D2L: SGD lr 0.2; on the
+fruit set's 240 images D2L's SGD is far from converged in a CPU budget, see the catalog entry).
 
 Evaluation: softmax scores for every (anchor, class), decoded boxes, per-class NMS, then VOC
-average precision at IoU 0.5 per class on the test split; mAP is their mean. A figure shows test
-images with true boxes (dashed) and the detections above ``display_threshold`` (solid, score).
+average precision at IoU 0.5 per class (``DetectionAP``, detection/metrics.py); mAP is their
+mean. The shared fit loop (train/loop.py) evaluates, keeps the best checkpoint, resumes exactly
+after a kill, runs bf16, on a GPU and under DDP.
 
-Resume: a checkpoint at every epoch end (weights, optimizer, RNG, metrics offset).
+Writes ``model.pt``, ``detections.npz`` (every test detection, the true boxes, the shown images),
+``tables/ap_per_class.json``, and the figures (report/detection.py): test images with true boxes
+(dashed) and the detections above ``display_threshold`` (solid, score), and the PR curves.
 """
 
 from __future__ import annotations
 
-import math
-import time
+import dataclasses
 from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 from torch import Tensor
 
 from practicum import fileio
 from practicum.config import Experiment, Section
-from practicum.detection import mean_average_precision, multibox_detection, multibox_target
-from practicum.detection.voc import FRUIT_CLASSES, boxes_and_labels, image_size, load_image, read_voc_xml
-from practicum.errors import PracticumError
-from practicum.train.device import torch_threads
-from practicum.runs import Run
-from practicum.train import checkpoint
+from practicum.errors import UsageError
+from practicum.train import config
+from practicum.train.objective import Objective, Step
 
 
 class Data(Section):
@@ -55,33 +60,50 @@ class Data(Section):
     image_size: int = Field(128, ge=32, description="images are resized to this square")
     train_limit: int | None = Field(None, gt=0, description="use N training images, spread over the classes")
     test_limit: int | None = Field(None, gt=0, description="use N test images, spread over the classes")
+    val_size: int = Field(40, ge=0, description="hold out N evenly spaced training images as split 'val'")
 
 
 class Model(Section):
     preset: str = Field("tiny-ssd-128", description="see practicum.models.ssd.PRESETS")
+
+    @field_validator("preset")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        from practicum.models.ssd import PRESETS
+        from practicum.registry import nearest
+
+        if name not in PRESETS:
+            raise ValueError(f"unknown detector '{name}'{nearest(name, PRESETS)}; valid: {', '.join(PRESETS)}")
+        return name
+
+    def resolved(self) -> dict:
+        from practicum.models.ssd import PRESETS
+
+        return {"preset": PRESETS[self.preset]}
 
 
 class Augment(Section):
     flip: bool = True
     crop_min: float = Field(0.6, gt=0, le=1, description="smallest crop side (fraction); 1 = no crop")
     crop_prob: float = Field(0.5, ge=0, le=1)
-    jitter: float = Field(0.2, ge=0, lt=1, description="brightness and contrast jitter, +-")
+    jitter: float = Field(0.2, ge=0, lt=1, description="brightness (+- this, pixels in 0..1) and contrast "
+                          "(x 1 +- this) jitter")
 
 
-class Optim(Section):
-    name: Literal["sgd", "adam"] = Field("sgd", description="D2L: sgd")
+class Optim(config.Optim):  # D2L's: SGD lr 0.2, batch 32, weight decay 5e-4
+    name: str = Field("sgd", description="sgd | adam | adamw | ... (train/optim.py)")
     lr: float = Field(0.2, gt=0)
-    momentum: float = Field(0.0, ge=0, lt=1, description="sgd only")
-    weight_decay: float = Field(5e-4, ge=0)
     batch_size: int = Field(32, gt=0)
-    schedule: Literal["constant", "cosine"] = Field("constant", description="cosine: lr -> 0 over the run")
+    weight_decay: float | None = Field(5e-4, ge=0)
 
 
-class Train(Section):
+class Train(config.Train):
     epochs: int = Field(20, gt=0)
+    eval_batch_size: int = Field(64, gt=0)
+    best_metric: str | None = Field("val/map", description="split/metric for checkpoints/best.pt")
+    restore_best: bool = Field(True, description="measure the test split on the best checkpoint's weights")
     loss: Literal["d2l", "ssd"] = Field("ssd", description="d2l: mean over all anchors; ssd: hard negatives")
     neg_ratio: float = Field(3.0, gt=0, description="ssd loss: negatives per positive")
-    eval_every: int = Field(5, gt=0, description="epochs between test mAP evaluations")
 
 
 class Eval(Section):
@@ -92,7 +114,12 @@ class Eval(Section):
     report_images: int = Field(12, ge=0)
 
 
+DDP = True  # on the shared fit loop: runs under --nproc N and torchrun
+
+
 class Config(Experiment):
+    version = 2  # 2: the shared fit loop, a validation split, batched augmentation, shared [optim]
+
     data: Data = Data()
     model: Model = Model()
     augment: Augment = Augment()
@@ -100,89 +127,60 @@ class Config(Experiment):
     train: Train = Train()
     eval: Eval = Eval()
 
+    @model_validator(mode="after")
+    def _validation_split(self) -> "Config":
+        if (self.train.best_metric or "").startswith("val/") and not self.data.val_size:
+            raise ValueError(f"train.best_metric '{self.train.best_metric}' needs a validation split: set "
+                             "data.val_size > 0, or train.best_metric = '' to measure the final weights")
+        return self
+
 
 # -- data ------------------------------------------------------------------------------------
 
 
-def split_files(dataset: str, split: str, limit: int | None) -> list[str]:
-    """The split's annotation files (relative paths), sorted; ``limit`` picks evenly spaced ones so
-    a small slice still holds every class (files are sorted apple_*, banana_*, mixed_*, orange_*)."""
-    from practicum.data.cache import dataset_info
+def load_data(cfg: Data):
+    """(train, val or None, test) TensorSets: x (N, 3, S, S) uint8, y (N, M, 5); test names."""
+    from practicum.data.voc import load_boxes
 
-    xmls = sorted(f.path for f in dataset_info(dataset).files
-                  if f.path.startswith(f"{split}/") and f.path.endswith(".xml"))
-    if not xmls:
-        raise PracticumError(f"dataset '{dataset}' has no {split}/*.xml annotations")
-    if limit is not None and limit < len(xmls):
-        xmls = [xmls[i] for i in np.linspace(0, len(xmls) - 1, limit).round().astype(int)]
-    return xmls
-
-
-def load_split(dataset: str, split: str, size: int, limit: int | None = None):
-    """(images uint8 (N, 3, S, S), labels float (N, M, 5) padded with class -1, names)."""
-    from practicum.data.cache import fetch_file
-
-    images, labels, names = [], [], []
-    for xml_rel in split_files(dataset, split, limit):
-        ann = read_voc_xml(fetch_file(dataset, xml_rel))
-        image_rel = xml_rel[:-4] + ".jpg"
-        image_path = fetch_file(dataset, image_rel)
-        # boxes are in the stored image's pixels: normalise by its size, not the (draft-decoded,
-        # possibly 1/2 .. 1/8 scale) image load_image returns
-        boxes, cls = boxes_and_labels(ann, FRUIT_CLASSES, image_size(image_path))
-        image = load_image(image_path, max_side=size)
-        image = image.resize((size, size), resample=3)  # bicubic; boxes are normalised, unchanged
-        images.append(torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1))  # (3, S, S)
-        labels.append(torch.from_numpy(np.concatenate([cls[:, None].astype(np.float32), boxes], 1)))
-        names.append(image_rel)
-    most = max(len(lb) for lb in labels)
-    padded = torch.full((len(labels), most, 5), -1.0)
-    for i, lb in enumerate(labels):
-        padded[i, :len(lb)] = lb
-    return torch.stack(images), padded, names
+    train, _ = load_boxes(cfg.dataset, "train", cfg.image_size, cfg.train_limit)
+    test, test_names = load_boxes(cfg.dataset, "test", cfg.image_size, cfg.test_limit)
+    if not cfg.val_size:
+        return train, None, test, test_names
+    if cfg.val_size >= len(train):
+        raise UsageError(f"data.val_size {cfg.val_size} leaves no training images (have {len(train)})")
+    held = torch.zeros(len(train), dtype=torch.bool)
+    held[torch.from_numpy(np.linspace(0, len(train) - 1, cfg.val_size).round().astype(np.int64))] = True
+    return train.subset(~held), train.subset(held), test, test_names
 
 
-def normalize(images_uint8: Tensor) -> Tensor:
-    return (images_uint8.float() / 255 - 0.5) / 0.25
+def normalize(x: Tensor) -> Tensor:
+    """Pixels in 0..1 -> about -2..2, the model's input."""
+    return (x - 0.5) / 0.25
 
 
-def augment(x: Tensor, labels: Tensor, cfg: Augment, gen: torch.Generator) -> tuple[Tensor, Tensor]:
-    """Flip, crop and jitter a float batch (B, 3, S, S) and its labels (B, M, 5) (copies)."""
-    x, labels = x.clone(), labels.clone()
-    B, _, S, _ = x.shape
-    valid = labels[..., 0] >= 0  # (B, M)
-    if cfg.flip:
-        flip = torch.rand(B, generator=gen) < 0.5
-        x[flip] = x[flip].flip(-1)
-        lb = labels[flip]
-        lb[..., 1], lb[..., 3] = 1 - lb[..., 3], 1 - lb[..., 1]
-        labels[flip] = torch.where(valid[flip][..., None], lb, labels[flip])
-    for i in range(B):
-        if cfg.crop_min >= 1 or float(torch.rand(1, generator=gen)) >= cfg.crop_prob:
-            continue
-        side = cfg.crop_min + (1 - cfg.crop_min) * float(torch.rand(1, generator=gen))
-        ox, oy = (torch.rand(2, generator=gen) * (1 - side)).tolist()
-        lb = labels[i, valid[i]]  # (K, 5)
-        cx, cy = (lb[:, 1] + lb[:, 3]) / 2, (lb[:, 2] + lb[:, 4]) / 2
-        inside = (cx > ox) & (cx < ox + side) & (cy > oy) & (cy < oy + side)
-        if not inside.any():
-            continue  # the crop would lose every object: leave this image alone
-        lb = lb[inside]
-        lb[:, 1:] = ((lb[:, 1:] - torch.tensor([ox, oy, ox, oy])) / side).clamp(0, 1)
-        x0, y0, n = round(ox * S), round(oy * S), max(1, round(side * S))
-        x[i] = F.interpolate(x[i:i + 1, :, y0:y0 + n, x0:x0 + n], size=(S, S), mode="bilinear",
-                             align_corners=False)[0]
-        labels[i] = -1
-        labels[i, :len(lb)] = lb
-    if cfg.jitter:
-        bright = (torch.rand(B, 1, 1, 1, generator=gen) * 2 - 1) * cfg.jitter
-        contrast = 1 + (torch.rand(B, 1, 1, 1, generator=gen) * 2 - 1) * cfg.jitter
-        mean = x.mean(dim=(1, 2, 3), keepdim=True)
-        x = (x - mean) * contrast + mean + bright / 0.25  # brightness in 0..1 units, normalised
-    return x, labels
+def augment_chain(cfg: Augment):
+    """(x in [0, 1] (B, 3, S, S), labels (B, M, 5), generator) -> the same, augmented."""
+    from practicum.data import augment as A
+
+    def apply(x, labels, gen):
+        B = len(x)
+        if cfg.flip:
+            mirror = (torch.rand(B, generator=gen) < 0.5).to(x.device)
+            x, labels = A.flip(x, mirror), A.flip_boxes(labels, mirror)
+        if cfg.crop_min < 1 and cfg.crop_prob > 0:
+            windows = A.random_square_crops(labels, cfg.crop_prob, cfg.crop_min, gen)  # (B, 4)
+            cropped = (windows != torch.tensor([0.0, 0.0, 1.0, 1.0], device=windows.device)).any(1)
+            x = torch.where(cropped.view(-1, 1, 1, 1), A.resized_crop(x, windows), x)  # the rest exact
+            labels = A.crop_boxes(labels, windows)
+        if cfg.jitter:
+            bright, contrast = (1 - 2 * torch.rand(2, B, generator=gen)) * cfg.jitter  # (2, B) in +-jitter
+            x = A.brightness_contrast(x, bright, 1 + contrast)
+        return x, labels
+
+    return apply
 
 
-# -- loss ------------------------------------------------------------------------------------
+# -- the step ----------------------------------------------------------------------------------
 
 
 def detection_loss(cls_preds: Tensor, box_preds: Tensor, cls_labels: Tensor, box_labels: Tensor,
@@ -206,218 +204,136 @@ def detection_loss(cls_preds: Tensor, box_preds: Tensor, cls_labels: Tensor, box
     return cls_loss, box_loss
 
 
-# -- train / eval ----------------------------------------------------------------------------
+def detect(anchors: Tensor, cls_logits: Tensor, offsets: Tensor, cfg: Eval) -> list[Tensor]:
+    """Per-image detections (K, 6) rows (class, score, box), on the CPU (NMS is a sequential loop
+    over a few hundred boxes: faster there than on a GPU)."""
+    from practicum.detection import multibox_detection
+
+    probs = F.softmax(cls_logits.float(), dim=2).cpu()
+    return multibox_detection(probs, offsets.float().cpu(), anchors.cpu(), cfg.nms_threshold, cfg.score_threshold)
 
 
-@torch.no_grad()
-def predict(model, images: Tensor, cfg: Eval, batch: int = 32) -> list[Tensor]:
-    model.eval()
-    dets = []
-    for i in range(0, len(images), batch):
-        anchors, cls, box = model(normalize(images[i: i + batch]))
-        dets += multibox_detection(F.softmax(cls, dim=2), box, anchors, cfg.nms_threshold,
-                                   cfg.score_threshold)
-    return dets
+def objective(cfg: Config, num_classes: int) -> Objective:
+    """Step: normalise, forward, label the anchors, the loss; n = images. Training sums the class
+    and box losses; evaluation (the net in eval mode) also decodes the detections for the mAP."""
+    from practicum.detection import DetectionAP, multibox_target
+
+    t, e = cfg.train, cfg.eval
+
+    def step(net, batch) -> Step:
+        x, labels = batch  # (B, 3, S, S) in 0..1, (B, M, 5)
+        anchors, cls, box = net(normalize(x))  # (A, 4), (B, A, C + 1), (B, A * 4)
+        cls, box = cls.float(), box.float()
+        offsets, mask, classes = multibox_target(anchors, labels)
+        c, b = detection_loss(cls, box, classes, offsets, mask, t.loss, t.neg_ratio)
+        n = len(x)
+        # metrics are only updated in evaluation: training skips the NMS
+        out = () if net.training else (detect(anchors, cls.detach(), box.detach(), e), labels)
+        return Step(c + b, n, out, {"class_loss": c.detach() * n, "box_loss": b.detach() * n})
+
+    return Objective(step, lambda: {"map": DetectionAP(num_classes, e.iou_threshold)})
 
 
-@torch.no_grad()
-def test_loss(model, images: Tensor, labels: Tensor, cfg: Config) -> float:
-    model.eval()
-    total = 0.0
-    for i in range(0, len(images), 32):
-        anchors, cls, box = model(normalize(images[i: i + 32]))
-        off, mask, cl = multibox_target(anchors, labels[i: i + 32])
-        c, b = detection_loss(cls, box, cl, off, mask, cfg.train.loss, cfg.train.neg_ratio)
-        total += float(c + b) * len(cls)
-    return total / len(images)
+# -- the run -----------------------------------------------------------------------------------
 
 
-def evaluate(model, images, labels, cfg: Config) -> dict:
-    dets = predict(model, images, cfg.eval)
-    gts = [lb[lb[:, 0] >= 0] for lb in labels]
-    result = mean_average_precision(dets, gts, len(FRUIT_CLASSES), cfg.eval.iou_threshold)
-    result["dets"] = dets
-    return result
-
-
-def save_checkpoint(run: Run, model, opt, sched, gen, epoch: int, history: dict) -> None:
-    checkpoint.save(run.checkpoint_path("last.pt"), {
-        "model": model.state_dict(), "optim": opt.state_dict(), "sched": sched.state_dict(),
-        "gen": gen.get_state(), "torch_rng": torch.get_rng_state(), "epoch": epoch, "history": history,
-        "metrics_position": run.metrics_position()})
-
-
-def load_checkpoint(run: Run, model, opt, sched, gen) -> tuple[int, dict]:
-    state = checkpoint.load(run.checkpoint_path("last.pt"))
-    model.load_state_dict(state["model"])
-    opt.load_state_dict(state["optim"])
-    sched.load_state_dict(state["sched"])
-    gen.set_state(state["gen"])
-    torch.set_rng_state(state["torch_rng"])
-    run.rewind_metrics(state["metrics_position"])
-    return state["epoch"] + 1, state["history"]
-
-
-def run(cfg: Config, run: Run) -> dict:
-    with torch_threads(1):  # shared machines: see practicals/threads.py
-        return _run(cfg, run)
-
-
-def _run(cfg: Config, run: Run) -> dict:
+def run(cfg: Config, run) -> dict:
+    from practicum.data.tensors import AugmentLoader, Loader, Pipeline
+    from practicum.detection import DetectionAP
     from practicum.models.ssd import build_ssd
+    from practicum.train import checkpoint, ddp
+    from practicum.train.device import resolve_device
+    from practicum.train.loop import Recorder, evaluate_once, fit, scalars, summarize
+    from practicum.train.optim import build_training
 
-    torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    S = cfg.data.image_size
-    xtr, ytr, _ = load_split(cfg.data.dataset, "train", S, cfg.data.train_limit)
-    xte, yte, test_names = load_split(cfg.data.dataset, "test", S, cfg.data.test_limit)
-    model = build_ssd(cfg.model.preset, len(FRUIT_CLASSES), image_size=S)
-    if cfg.optim.name == "sgd":
-        opt = torch.optim.SGD(model.parameters(), lr=cfg.optim.lr, momentum=cfg.optim.momentum,
-                              weight_decay=cfg.optim.weight_decay)
-    else:
-        opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
-    bs = cfg.optim.batch_size
-    steps_per_epoch = math.ceil(len(xtr) / bs)
-    total = steps_per_epoch * cfg.train.epochs
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda t: 0.5 * (1 + math.cos(math.pi * t / total)) if cfg.optim.schedule == "cosine" else 1.0)
-    start, history = 0, {"epoch_seconds": []}
-    if run.resumed and run.checkpoint_path("last.pt").exists():
-        start, history = load_checkpoint(run, model, opt, sched, gen)
-    elif run.resumed:
-        run.rewind_metrics(0)
+    t, o = cfg.train, cfg.optim
+    device = resolve_device(t.device)
+    checkpoint.seed_everything(cfg.seed)
+    world, rank = ddp.world_size(), ddp.rank()
 
-    for epoch in range(start, cfg.train.epochs):
-        t0 = time.perf_counter()
-        model.train()
-        sums = np.zeros(2)
-        order = torch.randperm(len(xtr), generator=gen)
-        for i in range(steps_per_epoch):
-            idx = order[i * bs: (i + 1) * bs]
-            x, lb = augment(normalize(xtr[idx]), ytr[idx], cfg.augment, gen)
-            anchors, cls, box = model(x)
-            off, mask, cl = multibox_target(anchors, lb)
-            c, b = detection_loss(cls, box, cl, off, mask, cfg.train.loss, cfg.train.neg_ratio)
-            opt.zero_grad()
-            (c + b).backward()
-            opt.step()
-            sched.step()
-            sums += [c.item() * len(idx), b.item() * len(idx)]
-        history["epoch_seconds"].append(time.perf_counter() - t0)
-        step = (epoch + 1) * steps_per_epoch
-        cls_l, box_l = sums / len(xtr)
-        run.log({"loss": cls_l + box_l, "class_loss": cls_l, "box_loss": box_l, "lr": sched.get_last_lr()[0]},
-                split="train", step=step, epoch=epoch + 1)
-        run.log({"loss": test_loss(model, xte, yte, cfg)}, split="test", step=step, epoch=epoch + 1)
-        if (epoch + 1) % cfg.train.eval_every == 0 or epoch + 1 == cfg.train.epochs:
-            result = evaluate(model, xte, yte, cfg)
-            run.log({"map": result["map"], **{f"ap_{c}": a for c, a in zip(FRUIT_CLASSES, result["ap"])}},
-                    split="test", step=step, epoch=epoch + 1)
-        save_checkpoint(run, model, opt, sched, gen, epoch, history)
+    train_set, val_set, test_set, test_names = load_data(cfg.data)
+    on_device = lambda s: dataclasses.replace(s, x=s.x.to(device), y=s.y.to(device)) if s else None  # noqa: E731
+    train_set, val_set, test_set = on_device(train_set), on_device(val_set), on_device(test_set)  # once
+    classes = train_set.classes
+    model = build_ssd(cfg.model.preset, len(classes), image_size=cfg.data.image_size).to(device)
 
-    checkpoint.save(run.artifact_path("weights.pt"), model.state_dict())
+    gen = torch.Generator().manual_seed(cfg.seed)  # permutations and every augmentation draw
+    loader = AugmentLoader(train_set, o.batch_size, augment_chain(cfg.augment), generator=gen,
+                           rank=rank, world=world, device=device)
+    shard = dict(train=False, rank=rank, world=world, device=device)  # a contiguous shard per rank
+    evals = {"val": Loader(val_set, t.eval_batch_size, Pipeline(), **shard)} if val_set else {}
+    test = Loader(test_set, t.eval_batch_size, Pipeline(), **shard)
+    selects = bool(t.best_metric or t.early_stop_patience)
+    if not selects:  # no model selection: the test curve may be drawn as it trains
+        evals["test"] = test
 
-    result = evaluate(model, xte, yte, cfg)
-    gts = [lb[lb[:, 0] >= 0] for lb in yte]
-    n_gt = [sum(int((g[:, 0] == c).sum()) for g in gts) for c in range(len(FRUIT_CLASSES))]
-    fileio.write_json(run.dir / "tables" / "ap_per_class.json", {
-        "columns": ["class", "test boxes", f"AP@{cfg.eval.iou_threshold}"],
-        "rows": [[c, n, _r(a)] for c, n, a in zip(FRUIT_CLASSES, n_gt, result["ap"])]
-        + [["mean (mAP)", sum(n_gt), _r(result["map"])]],
-        "caption": (f"Average precision per class on the test split ({len(xte)} images), VOC all-point, "
-                    f"IoU {cfg.eval.iou_threshold}; {cfg.model.preset} at {S}x{S}, {cfg.train.epochs} epochs, "
-                    f"{cfg.train.loss} loss"),
-    })
-    save_predictions(run, result, xte, yte, test_names, cfg)
-    detections_figure(run.artifact_path("detections.npz"), run.figure_path("detections_test.png"),
-                      cfg.eval.display_threshold, cfg.eval.report_images)
-    pr_figure(run.artifact_path("detections.npz"), run.figure_path("precision_recall.png"))
+    opt, sched = build_training(o, model.parameters(), loader.steps_per_epoch, t.epochs)
+    obj = objective(cfg, len(classes))
+    fit_cfg = t.fit_config(o.grad_clip)
+    fit_cfg.label = cfg.model.preset
+    rec = Recorder(run, tensorboard=t.tensorboard)
+    state = fit(model, opt, sched, obj, loader, evals, fit_cfg, run, rec)
+    # measured once, on the selected weights: mAP and the AP of each class
+    per_class = lambda: {"map": DetectionAP(len(classes), cfg.eval.iou_threshold),  # noqa: E731
+                         "ap": DetectionAP(len(classes), cfg.eval.iou_threshold, per_class=True)}
+    state.last_eval["test"] = evaluate_once(model, test, dataclasses.replace(obj, metrics=per_class), t.precision)
+    if selects:
+        rec.log(scalars(state.last_eval["test"]), split="test", step=state.step, epoch=float(state.epoch))
 
-    summary = {"test/map": result["map"],
-               **{f"test/ap_{c}": a for c, a in zip(FRUIT_CLASSES, result["ap"])},
-               "train/seconds_per_epoch": float(np.median(history["epoch_seconds"] or [float("nan")])),
-               "model/parameters": float(sum(p.numel() for p in model.parameters()))}
+    summary = summarize(state, model, t.best_metric)
+    summary.update({f"test/ap_{c}": float(a) for c, a in zip(classes, state.last_eval["test"]["ap"])})
+    if ddp.is_main():
+        save_outputs(run, cfg, model, test_set, test_names, summary)
+        rec.finish(cfg.hparams(), summary)
     return summary
 
 
-def _r(v: float):
-    return None if v is None or not math.isfinite(v) else round(v, 4)
+@torch.no_grad()
+def predict(model, test_set, cfg: Config) -> list[Tensor]:
+    """Detections (K, 6) of every test image, in order (on one process: for the records)."""
+    from practicum.data.tensors import Loader, Pipeline
+    from practicum.train.device import resolve_precision
+    from practicum.train.loop import Autocast
+
+    device = next(model.parameters()).device
+    dtype = resolve_precision(cfg.train.precision, device)
+    net = Autocast(model, device, dtype) if dtype else model  # as the evaluation ran
+    net.eval()
+    dets = []
+    for x, _ in Loader(test_set, cfg.train.eval_batch_size, Pipeline(), train=False, device=device):
+        dets += detect(*net(normalize(x)), cfg.eval)
+    return dets
 
 
-# -- records and figures ---------------------------------------------------------------------
+def save_outputs(run, cfg: Config, model, test_set, names: list[str], summary: dict) -> None:
+    """Weights; detections.npz: every test detection (image, class, score, box), the true boxes
+    and the first ``report_images`` test images (spread over the classes); the AP table; figures."""
+    from practicum.report.detection import DETECTIONS, detections_figure, pr_figure
+    from practicum.train import checkpoint
 
-
-def save_predictions(run: Run, result: dict, images: Tensor, labels: Tensor, names: list[str], cfg: Config):
-    """detections.npz: every test detection (image index, class, score, box), the true boxes, the
-    PR curves, and the first ``report_images`` test images (spread over the classes) for the figure."""
-    rows = [torch.cat([torch.full((len(d), 1), float(i)), d], 1) for i, d in enumerate(result["dets"])]
-    dets = torch.cat(rows).numpy() if rows else np.zeros((0, 7), np.float32)
+    checkpoint.save(run.artifact_path("model.pt"), {"model": model.state_dict()})
+    classes, labels = test_set.classes, test_set.y.cpu()
+    rows = [torch.cat([torch.full((len(d), 1), float(i)), d], 1) for i, d in enumerate(predict(model, test_set, cfg))]
     truth = [torch.cat([torch.full((int((lb[:, 0] >= 0).sum()), 1), float(i)), lb[lb[:, 0] >= 0]], 1)
              for i, lb in enumerate(labels)]
-    shown = np.linspace(0, len(images) - 1, min(cfg.eval.report_images, len(images))).round().astype(int)
-    arrays = {"dets": dets, "truth": torch.cat(truth).numpy(), "classes": np.array(FRUIT_CLASSES),
-              "names": np.array(names), "shown": shown, "shown_images": images[shown].permute(0, 2, 3, 1).numpy(),
-              "ap": np.array(result["ap"])}
-    for c, (rec, prec) in enumerate(result["curves"]):
-        arrays[f"recall_{c}"], arrays[f"precision_{c}"] = rec, prec
-    fileio.save_npz(run.artifact_path("detections.npz"), **arrays)
+    shown = np.linspace(0, len(test_set) - 1, min(cfg.eval.report_images, len(test_set))).round().astype(int)
+    npz = run.artifact_path(DETECTIONS)
+    fileio.save_npz(npz, dets=torch.cat(rows + [torch.zeros(0, 7)]).numpy(), truth=torch.cat(truth).numpy(),
+                    classes=np.array(classes), names=np.array(names), iou_threshold=cfg.eval.iou_threshold,
+                    shown=shown, shown_images=test_set.x[torch.from_numpy(shown)].permute(0, 2, 3, 1).cpu().numpy())
+
+    n_gt = [int((labels[..., 0] == c).sum()) for c in range(len(classes))]
+    iou, t = cfg.eval.iou_threshold, cfg.train
+    run.write_table("ap_per_class", ["class", "test boxes", f"AP@{iou}"],
+                    [[c, n, _r(summary[f"test/ap_{c}"])] for c, n in zip(classes, n_gt)]
+                    + [["mean (mAP)", sum(n_gt), _r(summary["test/map"])]],
+                    f"Average precision per class on the test split ({len(test_set)} images), VOC all-point, "
+                    f"IoU {iou}; {cfg.model.preset} at {cfg.data.image_size}x{cfg.data.image_size}, "
+                    f"{int(summary['train/epochs'])} epochs, {t.loss} loss"
+                    + (f", the weights of the best {t.best_metric}" if t.best_metric and t.restore_best else ""))
+    detections_figure(npz, run.figure_path("detections_test.png"), cfg.eval.display_threshold, cfg.eval.report_images)
+    pr_figure(npz, run.figure_path("precision_recall.png"))
 
 
-COLORS = {"apple": "#d62728", "banana": "#e6c700", "orange": "#ff7f0e"}
-
-
-def detections_figure(npz, path, threshold: float, limit: int) -> None:
-    """Test images: true boxes dashed, detections above ``threshold`` solid with class and score."""
-    from practicum.report.plots import plt, save
-
-    with np.load(npz) as z:
-        dets, truth, classes, names = z["dets"], z["truth"], list(z["classes"]), z["names"]
-        shown, images = z["shown"], z["shown_images"]
-    if len(shown) == 0 or limit == 0:
-        return
-    cols = min(4, len(shown))
-    rows = math.ceil(len(shown) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.4 * rows), squeeze=False)
-    for ax, k, img in zip(axes.ravel(), shown, images):
-        S = img.shape[0]
-        ax.imshow(img)
-        for c, *box in truth[truth[:, 0] == k][:, 1:]:
-            x1, y1, x2, y2 = np.array(box) * S
-            ax.add_patch(plt.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, linestyle="--",
-                                       linewidth=1.5, edgecolor="white"))
-            ax.add_patch(plt.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, linestyle="--",
-                                       linewidth=1.0, edgecolor=COLORS[classes[int(c)]]))
-        mine = dets[(dets[:, 0] == k) & (dets[:, 2] >= threshold)]
-        for _, c, score, *box in mine:
-            x1, y1, x2, y2 = np.array(box) * S
-            color = COLORS[classes[int(c)]]
-            ax.add_patch(plt.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, linewidth=2, edgecolor=color))
-            ax.text(x1, y1, f"{classes[int(c)]} {score:.2f}", fontsize=7, color="black", va="bottom",
-                    bbox=dict(facecolor=color, alpha=0.8, pad=1, linewidth=0))
-        ax.set_title(str(names[k]).split("/")[-1], fontsize=8)
-        ax.axis("off")
-    for ax in axes.ravel()[len(shown):]:
-        ax.axis("off")
-    fig.suptitle(f"test images: true boxes dashed, detections with score >= {threshold} solid")
-    fig.tight_layout()
-    save(fig, path)
-
-
-def pr_figure(npz, path) -> None:
-    from practicum.report.plots import plt, save
-
-    with np.load(npz) as z:
-        classes, ap = list(z["classes"]), z["ap"]
-        curves = [(z[f"recall_{c}"], z[f"precision_{c}"]) for c in range(len(classes))]
-    fig, ax = plt.subplots(figsize=(5, 4))
-    for name, a, (rec, prec) in zip(classes, ap, curves):
-        ax.plot(rec, prec, color=COLORS[name], label=f"{name} (AP {a:.3f})")
-    ax.set_xlabel("recall")
-    ax.set_ylabel("precision")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.02)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    ax.set_title("test precision-recall, IoU 0.5")
-    save(fig, path)
+def _r(v: float):
+    return None if v is None or not np.isfinite(v) else round(v, 4)

@@ -1,7 +1,8 @@
 """Seed 003, d2l chapter 8/9: character language models on the Jay Chou lyrics or The Time Machine.
 
-Several models are trained one after the other on the same data, the same sampler, the same
-optimizer and the same number of epochs (their order is ``model.names``):
+Several models are trained one after the other on the same data, the same batches, the same
+optimizer and the same number of epochs (their order is ``model.names``), each by one call of
+the shared fit loop (train/loop.py) on ``run.scope(name)``:
 
 - ``rnn_scratch``: the RNN written out (one-hot input, explicit tanh update, d2l's clipping);
 - ``rnn`` / ``gru`` / ``lstm``: ``nn.RNN`` / ``nn.GRU`` / ``nn.LSTM`` with a linear read-out.
@@ -10,47 +11,63 @@ With ``model.equal_params`` the plain RNN has ``model.hidden`` units and every o
 the width that gives it the same number of parameters, so "gated beats plain" is a comparison at
 equal parameters (the table shows widths and counts).
 
-Data: the corpus as one id sequence; the *last* ``valid_fraction`` of it is held out as a
-contiguous validation text (a language model must not see the middle of a held-out passage),
-recorded in ``splits.json``. Training perplexity is measured on the epoch's own batches, validation
-perplexity by reading the held-out text sequentially with the state carried over.
+Data: the corpus as one id tensor; the *last* ``val_fraction`` of it is held out as a contiguous
+validation text (a language model must not see the middle of a held-out passage), recorded in
+``splits.json``. Batches come from data/lm.py: d2l's sequential or random order of windows. In
+the sequential order row b of a batch continues row b of the previous one, so the step carries
+the hidden state (detached: truncated BPTT) in ``objective.memory``, which the loop checkpoints:
+a run killed mid-epoch resumes with the very state it had. The epoch's first batch starts afresh.
 
-Samples: at the epochs in ``sample.epochs`` every model continues each prefix greedily (d2l's
-``predict``) and by sampling at ``sample.temperature`` from a generator seeded with (seed, epoch),
-so the same seed gives the same text.
+Perplexity = exp(mean token cross-entropy), logged for training (the epoch's own batches) and for
+``val``: the held-out text read sequentially in ``train.eval_batch_size`` rows, the state
+carried. The best checkpoint (``checkpoints/<model>/best.pt``) is the lowest validation
+perplexity, the number the report and the summary give per model.
 
-Resume: a checkpoint per model at each epoch end (weights, optimizer, RNG, metrics offset,
-samples so far); a finished model is not trained again.
+Clipping: ``optim.grad_clip`` bounds the global gradient norm of every model. For
+``rnn_scratch`` it is d2l's ``grad_clipping`` (models/rnn.py), run as the optimizer's step
+pre-hook, so after backward and DDP's all-reduce and before the update, where the loop would
+clip; the library models use the loop's ``clip_grad_norm_``. Both compute the same rescaling
+(tests/test_seq_models.py holds them equal).
+
+Samples: at the epochs in ``sample.epochs`` (after the epoch's last step) every model continues
+each prefix greedily (d2l's ``predict``) and by sampling at ``sample.temperature`` from a
+generator seeded with (seed, epoch, prefix), so the same seed gives the same text. They are kept
+in the objective's memory, so a resumed run has them too.
 """
 
 from __future__ import annotations
 
-import math
-import time
+from statistics import fmean
 from typing import Literal
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import Field, field_validator
 
 from practicum import fileio
 from practicum.config import Experiment, Section
-from practicum.data.text import Vocab, lm_corpus, seq_data_iter_random, seq_data_iter_sequential
+from practicum.data.lm import LMLoader
+from practicum.data.text import Vocab, lm_corpus
 from practicum.errors import UsageError
-from practicum.models.rnn import (MODELS, build_lm, detach_state, grad_clipping, hidden_for_budget,
-                                  lm_parameters, predict)
-from practicum.practicals.textkit import checkpoint, count_parameters, make_optimizer, restore, write_table
-from practicum.runs import Run
+from practicum.metrics.perplexity import Perplexity, PerplexityRecorder, perplexity
+from practicum.models import count_parameters
+from practicum.models.rnn import (MODELS, build_lm, detach_state, grad_clipping, hidden_for_budget, lm_parameters,
+                                  predict)
+from practicum.train import checkpoint, config, ddp
+from practicum.train.device import resolve_device
+from practicum.train.loop import fit
+from practicum.train.objective import Objective, Step
+from practicum.train.optim import build_training
+
+DDP = True  # on the shared fit loop: runs under --nproc N and torchrun
 
 
 class Data(Section):
     corpus: Literal["jaychou", "timemachine"] = "timemachine"
     token: Literal["char", "word"] = "char"
     max_tokens: int | None = Field(None, gt=0, description="use the first N tokens (d2l: 10000)")
-    valid_fraction: float = Field(0.1, gt=0, lt=1, description="the corpus' tail held out")
+    val_fraction: float = Field(0.1, gt=0, lt=1, description="the corpus' tail held out as split 'val'")
     sampler: Literal["sequential", "random"] = "sequential"
-    batch_size: int = Field(32, gt=0)
     num_steps: int = Field(35, gt=0, description="BPTT length")
 
 
@@ -72,15 +89,20 @@ class Model(Section):
         return names
 
 
-class Optim(Section):
-    name: Literal["sgd", "adam"] = "adam"
+class Optim(config.Optim):
     lr: float = Field(0.002, gt=0)
-    clip: float = Field(1.0, gt=0, description="gradient-norm clipping threshold")
+    batch_size: int = Field(32, gt=0, description="rows of a batch (each num_steps tokens)")
+    grad_clip: float | None = Field(1.0, gt=0, description="max global gradient norm (rnn_scratch: d2l's "
+                                    "grad_clipping; the others: the loop's clip_grad_norm_)")
 
 
-class Train(Section):
+class Train(config.Train):
     epochs: int = Field(30, gt=0)
-    threads: int = Field(1, gt=0, description="torch threads (small recurrent batches gain nothing from more on a shared CPU)")
+    threads: int = Field(1, ge=0, description="torch threads (small recurrent batches gain nothing from more "
+                         "on a shared CPU); 0: torch's own count")
+    eval_batch_size: int = Field(32, gt=0, description="rows the held-out text is cut into (read in order, "
+                                 "the state carried; fewer when the text is short)")
+    best_metric: str | None = Field("val/perplexity", description="split/metric for checkpoints/<model>/best.pt")
 
 
 class Sample(Section):
@@ -91,6 +113,8 @@ class Sample(Section):
 
 
 class Config(Experiment):
+    version = 2  # on the fit loop: torch-generator batches, best checkpoint on val/perplexity
+
     data: Data = Data()
     model: Model = Model()
     optim: Optim = Optim()
@@ -118,21 +142,6 @@ def sample_epochs(cfg: Config) -> list[int]:
     return sorted({max(1, round(E * k / 4)) for k in range(1, 5)})
 
 
-@torch.no_grad()
-def perplexity(model, corpus: np.ndarray, batch_size: int, num_steps: int) -> float:
-    """exp(mean cross-entropy) over the whole text, read in order with the state carried over."""
-    model.eval()
-    batch_size = max(1, min(batch_size, (len(corpus) - 1) // num_steps))
-    state, total, count = model.begin_state(batch_size), 0.0, 0
-    for X, Y in seq_data_iter_sequential(corpus, batch_size, num_steps):
-        logits, state = model(torch.from_numpy(X), state)
-        total += float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), torch.from_numpy(Y).reshape(-1),
-                                       reduction="sum"))
-        count += Y.size
-    model.train()
-    return math.exp(total / max(count, 1))
-
-
 def samples(model, vocab: Vocab, cfg: Config, epoch: int, name: str) -> list[list]:
     """Table rows [epoch, model, prefix, greedy, sampled] for every prefix."""
     rows = []
@@ -147,108 +156,120 @@ def samples(model, vocab: Vocab, cfg: Config, epoch: int, name: str) -> list[lis
     return rows
 
 
-def train_model(name: str, width: int, cfg: Config, train_ids, valid_ids, vocab: Vocab, run: Run,
-                start: int) -> dict:
-    """Train one model for all epochs (resuming from its checkpoint); returns its results.
-    ``start``: the metrics-file position where this model's lines begin."""
-    ckpt = run.checkpoint_path(f"{name}.pt")
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    model = build_lm(name, len(vocab), width, cfg.model.layers, cfg.model.dropout)
-    opt = make_optimizer(cfg.optim.name, model.parameters(), cfg.optim.lr)
-    d = cfg.data
-    hist = restore(run, ckpt, model, opt, rng, cfg.train.epochs, start) or {
-        "epoch": 0, "train_ppl": [], "valid_ppl": [], "seconds": [], "samples": [], "metrics_position": start}
-    at_sample = set(sample_epochs(cfg))
-    steps_done = hist.get("steps", 0)
-
-    for epoch in range(hist["epoch"] + 1, cfg.train.epochs + 1):
-        t0 = time.perf_counter()
-        if d.sampler == "sequential":
-            batches = seq_data_iter_sequential(train_ids, d.batch_size, d.num_steps, rng)
-        else:
-            batches = seq_data_iter_random(train_ids, d.batch_size, d.num_steps, rng)
-        state, total, count = None, 0.0, 0
-        for X, Y in batches:
-            if state is None or d.sampler == "random":
-                state = model.begin_state(X.shape[0])  # random batches are unrelated: start afresh
-            else:
-                state = detach_state(state)  # sequential: carry the values, cut the graph
-            logits, state = model(torch.from_numpy(X), state)  # (B, T, V)
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), torch.from_numpy(Y).reshape(-1))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if name == "rnn_scratch":
-                grad_clipping(model.parameters(), cfg.optim.clip)  # from scratch ...
-            else:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.clip)  # ... and the library's
-            opt.step()
-            total += loss.item() * Y.size
-            count += Y.size
-            steps_done += 1
-        hist["seconds"].append(time.perf_counter() - t0)
-        train_ppl = math.exp(total / max(count, 1))
-        valid_ppl = perplexity(model, valid_ids, d.batch_size, d.num_steps)
-        hist["train_ppl"].append(train_ppl)
-        hist["valid_ppl"].append(valid_ppl)
-        run.log({"perplexity": train_ppl, "loss": math.log(train_ppl)}, split=f"train-{name}",
-                step=steps_done, epoch=epoch)
-        run.log({"perplexity": valid_ppl, "loss": math.log(valid_ppl)}, split=f"valid-{name}",
-                step=steps_done, epoch=epoch)
-        if epoch in at_sample:
-            hist["samples"] += samples(model, vocab, cfg, epoch, name)
-        hist["epoch"], hist["steps"] = epoch, steps_done
-        checkpoint(run, ckpt, hist, model, opt, rng)
-    return {"name": name, "width": width, "params": count_parameters(model), **hist}
+def to_device(state, device: torch.device):
+    if isinstance(state, (tuple, list)):
+        return tuple(s.to(device) for s in state)
+    return state.to(device)
 
 
-def run(cfg: Config, run: Run) -> dict:
-    torch.set_num_threads(cfg.train.threads)
-    d = cfg.data
+def lm_objective(after_step=None) -> Objective:
+    """Next-token cross-entropy over (X, Y, fresh) batches; the hidden state rides in ``memory``."""
+    memory: dict = {}
+
+    def step(net, batch) -> Step:
+        X, Y, fresh = batch  # (B, T) ids, (B, T) next ids, True: start from a zero state
+        carried = None if fresh or "state" not in memory else to_device(memory["state"], X.device)
+        logits, state = net(X, carried)  # (B, T, V); state (B, H), (L, B, H) or an LSTM's pair
+        memory["state"] = detach_state(state)  # keep the values, cut the graph (truncated BPTT)
+        loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), Y.reshape(-1))  # mean over tokens
+        return Step(loss, Y.numel(), (loss.detach(), Y.numel()))
+
+    return Objective(step, lambda: {"perplexity": Perplexity()}, after_step, memory)
+
+
+def train_model(name: str, width: int, cfg: Config, train_ids, val_ids, vocab: Vocab, run, device) -> dict:
+    """One model, one ``fit`` on its scope of the run (resumed, or skipped when it is done)."""
+    t, o, d = cfg.train, cfg.optim, cfg.data
+    world, rank = ddp.world_size(), ddp.rank()
+    checkpoint.seed_everything(cfg.seed)  # every model starts from the seed and sees the same batches
+    model = build_lm(name, len(vocab), width, cfg.model.layers, cfg.model.dropout).to(device)
+    if rank:
+        torch.manual_seed(cfg.seed + 1_000_003 * rank)  # dropout: a different stream per rank
+    gen = torch.Generator().manual_seed(cfg.seed)  # offsets and the random order
+    loader = LMLoader(train_ids, o.batch_size, d.num_steps, sampler=d.sampler, train=True, generator=gen,
+                      rank=rank, world=world, device=device)
+    val = LMLoader(val_ids, t.eval_batch_size, d.num_steps, train=False, rank=rank, world=world, device=device)
+    opt, sched = build_training(o, model.parameters(), loader.steps_per_epoch, t.epochs)
+    fit_cfg = t.fit_config(o.grad_clip)
+    fit_cfg.label = name
+    if name == "rnn_scratch" and o.grad_clip:
+        def clip_from_scratch(*_) -> None:  # between backward (and DDP's all-reduce) and the update
+            grad_clipping(model.parameters(), o.grad_clip)
+
+        opt.register_step_pre_hook(clip_from_scratch)
+        fit_cfg.grad_clip = None  # ... instead of the loop's clip_grad_norm_
+
+    at_sample, steps = set(sample_epochs(cfg)), loader.steps_per_epoch
+
+    def sample_at_epoch_end(model) -> None:
+        done = sched.last_epoch  # optimizer steps so far: the schedule is stepped once per batch
+        if done % steps == 0 and done // steps in at_sample:
+            objective.memory.setdefault("samples", []).extend(samples(model, vocab, cfg, done // steps, name))
+
+    objective = lm_objective(sample_at_epoch_end)
+    rec = PerplexityRecorder(run, tensorboard=t.tensorboard)
+    state = fit(model, opt, sched, objective, loader, {"val": val}, fit_cfg, run, rec)
+    result = {
+        "name": name, "width": width, "params": count_parameters(model),
+        "train_ppl": perplexity(state.last_train["loss"]), "val_ppl": float(state.last_eval["val"]["perplexity"]),
+        "best_ppl": state.best if state.best is not None else float(state.last_eval["val"]["perplexity"]),
+        "best_epoch": state.best_step / steps if state.best_step is not None else float(state.epoch),
+        "seconds": fmean(state.epoch_seconds) if state.epoch_seconds else float("nan"),
+        "samples": objective.memory.get("samples", []),
+    }
+    if ddp.is_main():
+        rec.finish(cfg.hparams(), {"train/perplexity": result["train_ppl"], "val/perplexity": result["val_ppl"],
+                                   "best/val/perplexity": result["best_ppl"]})
+    return result
+
+
+def run(cfg: Config, run) -> dict:
+    d, o, t = cfg.data, cfg.optim, cfg.train
+    device = resolve_device(t.device)
     ids, vocab = lm_corpus(d.corpus, d.token, d.max_tokens)
-    cut = int(len(ids) * (1 - d.valid_fraction))
-    train_ids, valid_ids = ids[:cut], ids[cut:]
-    if len(valid_ids) <= d.num_steps + 1 or len(train_ids) < d.batch_size * (d.num_steps + 1):
-        raise UsageError(f"data: {len(ids)} tokens are too few for batch_size {d.batch_size} x num_steps "
-                         f"{d.num_steps} with valid_fraction {d.valid_fraction}")
-    fileio.write_json(run.dir / "splits.json", {
-        "corpus": d.corpus, "token": d.token, "tokens": len(ids), "vocab_size": len(vocab),
-        "how": "contiguous: the first tokens train, the tail is validation",
-        "train": [0, cut], "valid": [cut, len(ids)]})
-    fileio.write_json(run.artifact_path("vocab.json"), vocab.to_json())
+    cut = int(len(ids) * (1 - d.val_fraction))
+    train_ids, val_ids = torch.from_numpy(ids[:cut]).to(device), torch.from_numpy(ids[cut:]).to(device)  # once
+    probe = [LMLoader(train_ids, o.batch_size, d.num_steps, train=True), LMLoader(val_ids, 1, d.num_steps, train=False)]
+    if not all(len(p) for p in probe):
+        raise UsageError(f"data: {len(ids)} tokens are too few for batch_size {o.batch_size} x num_steps "
+                         f"{d.num_steps} with val_fraction {d.val_fraction}")
+    if ddp.is_main():
+        fileio.write_json(run.dir / "splits.json", {
+            "corpus": d.corpus, "token": d.token, "tokens": len(ids), "vocab_size": len(vocab),
+            "how": "contiguous: the first tokens train, the tail is validation",
+            "train": [0, cut], "val": [cut, len(ids)]})
+        fileio.write_json(run.artifact_path("vocab.json"), vocab.to_json())
 
-    results, start = [], 0
-    for name, w in widths(cfg, len(vocab)).items():
-        results.append(train_model(name, w, cfg, train_ids, valid_ids, vocab, run, start))
-        start = results[-1]["metrics_position"]
+    results = [train_model(name, w, cfg, train_ids, val_ids, vocab, run.scope(name), device)
+               for name, w in widths(cfg, len(vocab)).items()]
 
-    rows = []
-    for r in results:
-        best = int(np.argmin(r["valid_ppl"]))
-        rows.append([r["name"], r["width"], r["params"], r["train_ppl"][-1], r["valid_ppl"][-1],
-                     r["valid_ppl"][best], best + 1, float(np.median(r["seconds"]))])
-    write_table(run, "1_models", ["model", "hidden", "parameters", "train ppl (last)", "valid ppl (last)",
-                                  "valid ppl (best)", "best epoch", "s/epoch"], rows,
-                f"{d.corpus}: {len(train_ids):,} train / {len(valid_ids):,} validation {d.token}s, vocab "
-                f"{len(vocab)}, {d.sampler} batches {d.batch_size}x{d.num_steps}, {cfg.optim.name} lr "
-                f"{cfg.optim.lr}, clip {cfg.optim.clip}, {cfg.train.epochs} epochs"
-                + (" (equal parameter counts)" if cfg.model.equal_params else ""))
+    run.write_table("1_models", ["model", "hidden", "parameters", "train ppl (last)", "val ppl (last)",
+                                 "val ppl (best)", "best epoch", "s/epoch"],
+                    [[r["name"], r["width"], r["params"], r["train_ppl"], r["val_ppl"], r["best_ppl"],
+                      r["best_epoch"], r["seconds"]] for r in results],
+                    f"{d.corpus}: {len(train_ids):,} train / {len(val_ids):,} validation {d.token}s, vocab "
+                    f"{len(vocab)}, {d.sampler} batches {o.batch_size}x{d.num_steps}, {o.name} lr "
+                    f"{o.lr}, clip {o.grad_clip}, {t.epochs} epochs"
+                    + (" (equal parameter counts)" if cfg.model.equal_params else ""))
     sample_rows = sorted((s for r in results for s in r["samples"]), key=lambda s: (s[0], cfg.model.names.index(s[1])))
-    write_table(run, "2_samples", ["epoch", "model", "prefix", "greedy", f"sampled (T={cfg.sample.temperature})"],
-                sample_rows, f"text from fixed prefixes ({cfg.sample.length} {d.token}s; seed {cfg.seed})")
-    fileio.write_json(run.artifact_path("samples.json"), sample_rows)
+    run.write_table("2_samples", ["epoch", "model", "prefix", "greedy", f"sampled (T={cfg.sample.temperature})"],
+                    sample_rows, f"text from fixed prefixes ({cfg.sample.length} {d.token}s; seed {cfg.seed})")
+    if ddp.is_main():
+        fileio.write_json(run.artifact_path("samples.json"), sample_rows)
 
-    summary = {"data/vocab_size": float(len(vocab)), "data/train_tokens": float(len(train_ids))}
+    summary = {"data/vocab_size": float(len(vocab)), "data/train_tokens": float(len(train_ids)),
+               "train/processes": float(ddp.world_size())}
     for r in results:
-        summary[f"valid/perplexity_{r['name']}"] = float(min(r["valid_ppl"]))
-        summary[f"train/perplexity_{r['name']}"] = float(r["train_ppl"][-1])
+        summary[f"val/perplexity_{r['name']}"] = float(r["best_ppl"])
+        summary[f"train/perplexity_{r['name']}"] = float(r["train_ppl"])
         summary[f"model/parameters_{r['name']}"] = float(r["params"])
-    best = {r["name"]: min(r["valid_ppl"]) for r in results}
-    summary["valid/perplexity"] = float(min(best.values()))
+        summary[f"train/seconds_per_epoch_{r['name']}"] = float(r["seconds"])
+    best = {r["name"]: r["best_ppl"] for r in results}
+    summary["val/perplexity"] = float(min(best.values()))
     plain = [v for k, v in best.items() if k in ("rnn", "rnn_scratch")]
     gated = [v for k, v in best.items() if k in ("gru", "lstm")]
     if plain and gated:
         # relative perplexity gain of the worse gated model over the better plain RNN:
         # > 0 when every gated model beats every plain RNN on held-out perplexity
-        summary["valid/gated_gain"] = float(1 - max(gated) / min(plain))
+        summary["val/gated_gain"] = float(1 - max(gated) / min(plain))
     return summary

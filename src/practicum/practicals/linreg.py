@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from practicum import fileio
 from practicum.config import Experiment, Section
-from practicum.runs import Run
+from practicum.store import Run
 from practicum.train import config
 
 

@@ -18,7 +18,7 @@ from pydantic import Field
 
 from practicum import fileio
 from practicum.config import Experiment, Section
-from practicum.runs import Run
+from practicum.store import Run
 from practicum.scratch import ACTIVATIONS, LOSSES, SGD, l2_penalty, lr_at, mlp
 
 

@@ -42,7 +42,7 @@ from practicum import fileio
 from practicum.config import Experiment, Section
 from practicum.errors import UsageError
 from practicum.registry import Registry, nearest
-from practicum.runs import Run
+from practicum.store import Run
 from practicum.train import config
 
 

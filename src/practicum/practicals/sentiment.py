@@ -1,51 +1,63 @@
 """Seed 003, d2l 16.1-16.3: sentiment classification with a BiLSTM and a TextCNN (Kim 2014).
 
-Variants ``<arch>-<init>`` are trained one after the other on the same split: ``arch`` is
-``textcnn`` or ``bilstm``; ``init`` is ``random`` (U[-0.25, 0.25] rows, Kim's CNN-rand) or ``w2v``
-(rows of the words a word2vec run knows are copied from its saved ``embeddings.npy``, rescaled to
-the standard deviation of the random rows; the other rows stay random). Both inits of one
-architecture start from the same random weights, so the comparison isolates the embeddings.
+Variants ``<arch>-<init>`` are trained one after the other on the same split, each by the shared
+fit loop (train/loop.py) on ``run.scope(variant)``: metric splits ``train-<variant>``,
+``val-<variant>``, ``test-<variant>``, checkpoints in ``checkpoints/<variant>/``, TensorBoard in
+``tb/<variant>/``; a resumed run skips the variants already done and resumes the one it was in
+at the step of its last checkpoint. ``arch`` is ``textcnn`` or ``bilstm``; ``init`` is ``random``
+(U[-0.25, 0.25] rows, Kim's CNN-rand) or ``w2v`` (rows of the words a word2vec run knows are
+copied from its saved ``embeddings.npy``, rescaled to the standard deviation of the random rows;
+the other rows stay random). Both inits of one architecture start from the same random weights
+and see the same batches, so the comparison isolates the embeddings.
 
 ``embed.w2v_run`` names the word2vec run: a run id (or unique prefix) or ``latest:<experiment>``
 (the latest finished run of that experiment in this run store); the id used is recorded.
 
-Data:
-- ``rt-polarity``: 10,662 snippets; one stratified split drawn with the seed -- test 10 %,
-  validation 10 %, train 80 % (Kim's 10-fold CV also held 10 % of each training fold out as
-  his dev set); recorded in ``splits.json``. Test accuracy is read at the epoch of best validation
-  accuracy.
-- ``aclimdb-tiny``: d2l's 20 train / 20 test reviews (the files' own split), the last epoch.
+Data: each split is mapped to ids and padded once, into ids (N, T) (T = its longest text, at
+most ``data.max_len``), lengths (N,) and labels (N,) tensors on the device; a batch is an index
+gather of those rows (data/arrays.py) cut to the batch's longest text, so no Python runs per
+sample while training.
 
-Resume: a checkpoint per variant at each epoch end.
+- ``rt-polarity``: 10,662 snippets; one stratified split drawn with the seed -- test 10 %,
+  validation ``val`` 10 %, train 80 % (Kim's 10-fold CV also held 10 % of each training fold out
+  as his dev set); recorded in ``splits.json``. The catalog entry keeps the weights of the best
+  ``val/accuracy`` (``train.best_metric``, ``train.restore_best``) and measures the test split
+  once, on those weights.
+- ``aclimdb-tiny``: d2l's 20 train / 20 test reviews (the files' own split; no validation split):
+  the last epoch's weights, the test split measured at every epoch end.
+
+Kim's max-norm constraint, ``optim.max_norm`` = s: after every optimizer step each class's row
+of the output weights is rescaled to L2 norm s when it is longer (the objective's ``after_step``;
+not gradient clipping, which is ``optim.grad_clip``).
+
+Writes ``tables/1_accuracy.json``, ``tables/2_w2v_init.json``, ``splits.json`` and
+``w2v_source.json``; the final (selected) weights of each variant are the ``model`` of
+``checkpoints/<variant>/last.pt``.
 """
 
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from pydantic import Field, field_validator
 
 from practicum import fileio
 from practicum.config import Experiment, Section
 from practicum.data.text import Vocab, pad_batch, read_imdb_tiny, read_rt_polarity, split_indices, splits_record
-from practicum.errors import PracticumError
-from practicum.models.textclass import build_classifier
-from practicum.practicals.textkit import checkpoint, count_parameters, make_optimizer, restore, write_table
-from practicum.runs import Run
+from practicum.errors import PracticumError, UsageError
+from practicum.train import config
 
 VARIANTS = ("textcnn-random", "textcnn-w2v", "bilstm-random", "bilstm-w2v")
 
 
 class Data(Section):
     dataset: Literal["rt-polarity", "aclimdb-tiny"] = "rt-polarity"
-    test_fraction: float = Field(0.1, gt=0, lt=1, description="rt-polarity: held-out share")
-    valid_fraction: float = Field(0.1, ge=0, lt=1, description="rt-polarity: share for picking the epoch (0: last)")
+    test_fraction: float = Field(0.1, gt=0, lt=1, description="rt-polarity: held-out test share")
+    val_fraction: float = Field(0.1, ge=0, lt=1, description="rt-polarity: share held out as split 'val' "
+                                "(for train.best_metric); 0: none")
     max_len: int | None = Field(None, gt=0, description="truncate longer texts (d2l IMDb: 500)")
     min_freq: int = Field(1, ge=1)
     limit: int | None = Field(None, gt=0, description="use a stratified N-example subset (quick form)")
@@ -69,14 +81,14 @@ class BiLSTMSpec(Section):
     dropout: float = Field(0.5, ge=0, lt=1)
 
 
-class Train(Section):
-    variants: list[str] = Field(list(VARIANTS), min_length=1)
-    epochs: int = Field(10, gt=0)
+class Optim(config.Optim):
     batch_size: int = Field(50, gt=0)
-    optimizer: Literal["adam", "adadelta", "sgd"] = "adam"
-    lr: float = Field(0.001, gt=0)
-    max_norm: float | None = Field(3.0, gt=0, description="Kim's L2 cap on each output-weight row")
-    threads: int = Field(1, gt=0)
+    max_norm: float | None = Field(3.0, gt=0, description="Kim's cap on the L2 norm of each class's output-"
+                                   "weight row, applied after every step (not gradient clipping: grad_clip)")
+
+
+class Train(config.Train):
+    variants: list[str] = Field(list(VARIANTS), min_length=1)
 
     @field_validator("variants")
     @classmethod
@@ -89,11 +101,17 @@ class Train(Section):
         return names
 
 
+DDP = True  # on the shared fit loop: runs under --nproc N and torchrun
+
+
 class Config(Experiment):
+    version = 2  # the fit loop: torch-drawn batches, step-exact resume, test on the selected weights
+
     data: Data = Data()
     embed: Embed = Embed()
     textcnn: TextCNNSpec = TextCNNSpec()
     bilstm: BiLSTMSpec = BiLSTMSpec()
+    optim: Optim = Optim()
     train: Train = Train()
 
 
@@ -113,9 +131,9 @@ def load_splits(cfg: Config) -> tuple[dict[str, tuple[list, np.ndarray]], dict]:
     if d.limit:
         pool = np.sort(split_indices(len(labels), {"use": min(d.limit, len(labels)), "rest": -1}, cfg.seed,
                                      labels)["use"])
-    sizes = {"test": d.test_fraction, "valid": d.valid_fraction, "train": -1}
-    if d.valid_fraction == 0:
-        sizes.pop("valid")
+    sizes = {"test": d.test_fraction, "val": d.val_fraction, "train": -1}
+    if d.val_fraction == 0:
+        sizes.pop("val")
     parts = split_indices(len(pool), sizes, cfg.seed, labels[pool])
     parts = {k: pool[v] for k, v in parts.items()}
     record = splits_record(parts, seed=cfg.seed, how="stratified random split of rt-polarity.pos + .neg "
@@ -123,8 +141,25 @@ def load_splits(cfg: Config) -> tuple[dict[str, tuple[list, np.ndarray]], dict]:
     return {k: ([texts[i] for i in v], labels[v]) for k, v in parts.items()}, record
 
 
-def resolve_w2v(run: Run, ref: str) -> tuple[str, np.ndarray, Vocab]:
-    """(run id, embeddings (V, E), vocab) of the word2vec run ``ref`` in this run store."""
+def encode(texts: list[list[str]], labels: np.ndarray, vocab: Vocab, max_len: int | None, device) -> dict:
+    """One split as tensors on ``device``, padded once: ids (N, T), lengths (N,), labels (N,)."""
+    import torch
+
+    ids, lengths = pad_batch([vocab[t] for t in texts], vocab["<pad>"], max_len)  # (N, T), (N,) >= 1
+    return {"ids": torch.from_numpy(ids).to(device), "lengths": torch.from_numpy(lengths).to(device),
+            "labels": torch.from_numpy(labels).to(device)}
+
+
+def trim(batch: tuple) -> tuple:
+    """(ids (B, T), lengths, labels) -> ids cut to (B, the batch's longest text)."""
+    from practicum.data.arrays import trim_padding
+
+    ids, lengths, labels = batch
+    return trim_padding(ids, lengths), lengths, labels
+
+
+def find_w2v(run, ref: str) -> tuple[str, Path]:
+    """(run id, run directory) of the word2vec run ``ref`` in this run store."""
     index = run.index
     if ref.startswith("latest:"):
         experiment = ref.split(":", 1)[1]
@@ -141,11 +176,26 @@ def resolve_w2v(run: Run, ref: str) -> tuple[str, np.ndarray, Vocab]:
     if not (d / "embeddings.npy").is_file() or not (d / "vocab.json").is_file():
         raise PracticumError(f"embed.w2v_run = '{ref}': run {record.id} has no embeddings.npy + vocab.json "
                              f"(is it a word2vec run?)")
-    return record.id, np.load(d / "embeddings.npy", allow_pickle=False), Vocab.from_json(fileio.read_json(d / "vocab.json"))
+    return record.id, d
+
+
+def load_w2v(cfg: Config, run) -> tuple[str, np.ndarray, Vocab]:
+    """(run id, embeddings (V, E), vocab) of ``embed.w2v_run``: rank 0 looks it up in the index
+    (the other ranks have none) and tells the others where it is."""
+    from practicum.train import ddp
+
+    found = find_w2v(run, cfg.embed.w2v_run) if ddp.is_main() else None
+    w2v_id, d = ddp.broadcast_object(found)
+    W = np.load(d / "embeddings.npy", allow_pickle=False)
+    if W.shape[1] != cfg.embed.dim:
+        raise UsageError(f"embed.dim = {cfg.embed.dim} but word2vec run {w2v_id} has {W.shape[1]}-d vectors")
+    return w2v_id, W, Vocab.from_json(fileio.read_json(d / "vocab.json"))
 
 
 def init_embedding(model, vocab: Vocab, w2v: tuple[np.ndarray, Vocab] | None) -> float:
     """Copy word2vec rows into the model's embedding; returns the share of vocabulary covered."""
+    import torch
+
     if w2v is None:
         return 0.0
     W, w2v_vocab = w2v
@@ -160,115 +210,141 @@ def init_embedding(model, vocab: Vocab, w2v: tuple[np.ndarray, Vocab] | None) ->
 # -- training -------------------------------------------------------------------------------------
 
 
-def make_batches(ids: list[list[int]], labels: np.ndarray, order: np.ndarray, batch_size: int, pad: int, max_len):
-    for i in range(0, len(order), batch_size):
-        b = order[i: i + batch_size]
-        X, lengths = pad_batch([ids[j] for j in b], pad, max_len)
-        yield torch.from_numpy(X), torch.from_numpy(lengths), torch.from_numpy(labels[b])
+def objective(max_norm: float | None):
+    """Cross-entropy on (ids, lengths, labels) batches, accuracy; Kim's max-norm after each step."""
+    import torch
+    import torch.nn.functional as F
+    from torchmetrics.classification import MulticlassAccuracy
+
+    from practicum.train.objective import Objective, Step
+
+    def step(net, batch) -> Step:
+        ids, lengths, y = batch  # (B, T), (B,), (B,)
+        logits = net(ids, lengths).float()  # (B, 2)
+        correct = (logits.detach().argmax(1) == y).sum()
+        return Step(F.cross_entropy(logits, y), len(y), (logits, y), {"accuracy": correct})
+
+    @torch.no_grad()
+    def renorm(model) -> None:  # each class's weight row (2, F) back to norm <= s
+        model.out.weight.renorm_(2, 0, max_norm)
+
+    return Objective(step, lambda: {"accuracy": MulticlassAccuracy(2, average="micro")},
+                     after_step=renorm if max_norm else None)
 
 
-@torch.no_grad()
-def evaluate(model, ids, labels, pad, max_len) -> tuple[float, float]:
-    model.eval()
-    loss, correct = 0.0, 0
-    for X, L, y in make_batches(ids, labels, np.arange(len(labels)), 256, pad, max_len):
-        logits = model(X, L)
-        loss += float(F.cross_entropy(logits, y, reduction="sum"))
-        correct += int((logits.argmax(1) == y).sum())
-    model.train()
-    return loss / len(labels), correct / len(labels)
+def train_variant(variant: str, cfg: Config, arrays: dict, vocab: Vocab, w2v, run, device) -> dict:
+    """One fit of one variant on ``run`` (its scope); test measured on the final weights."""
+    import torch
 
+    from practicum.data.arrays import ArrayLoader
+    from practicum.models.textclass import build_classifier
+    from practicum.train import ddp
+    from practicum.train.loop import Recorder, evaluate_once, fit
+    from practicum.train.optim import build_training
 
-def train_variant(variant: str, cfg: Config, data: dict, vocab: Vocab, w2v, run: Run, start: int) -> dict:
     arch, init = variant.split("-")
-    ckpt = run.checkpoint_path(f"{variant}.pt")
+    t, o = cfg.train, cfg.optim
+    world, rank = ddp.world_size(), ddp.rank()
     torch.manual_seed(cfg.seed)  # the same start for both inits of an architecture
-    rng = np.random.default_rng(cfg.seed)
-    pad = vocab["<pad>"]
-    model = build_classifier(arch, len(vocab), cfg.embed.dim, pad=pad, **getattr(cfg, arch).model_dump())
+    model = build_classifier(arch, len(vocab), cfg.embed.dim, pad=vocab["<pad>"], **getattr(cfg, arch).model_dump())
     coverage = init_embedding(model, vocab, w2v if init == "w2v" else None)
     model.embedding.weight.requires_grad_(not cfg.embed.freeze)
-    opt = make_optimizer(cfg.train.optimizer, [p for p in model.parameters() if p.requires_grad], cfg.train.lr)
-    hist = restore(run, ckpt, model, opt, rng, cfg.train.epochs, start) or {
-        "epoch": 0, "steps": 0, "valid_acc": [], "test_acc": [], "train_acc": [], "seconds": [], "metrics_position": start}
-    ids = {s: [vocab[t] for t in texts] for s, (texts, _) in data.items()}
-    labels = {s: y for s, (_, y) in data.items()}
-    max_len = cfg.data.max_len
-    for epoch in range(hist["epoch"] + 1, cfg.train.epochs + 1):
-        t0 = time.perf_counter()
-        total, correct = 0.0, 0
-        for X, L, y in make_batches(ids["train"], labels["train"], rng.permutation(len(labels["train"])),
-                                    cfg.train.batch_size, pad, max_len):
-            logits = model(X, L)
-            loss = F.cross_entropy(logits, y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if cfg.train.max_norm:
-                with torch.no_grad():  # Kim: rescale any class's weight row whose norm exceeds s
-                    model.out.weight.renorm_(2, 0, cfg.train.max_norm)
-            total += loss.item() * len(y)
-            correct += int((logits.argmax(1) == y).sum())
-            hist["steps"] += 1
-        hist["seconds"].append(time.perf_counter() - t0)
-        n = len(labels["train"])
-        hist["train_acc"].append(correct / n)
-        run.log({"loss": total / n, "accuracy": correct / n}, split=f"train-{variant}", step=hist["steps"], epoch=epoch)
-        for split in ("valid", "test"):
-            if split in ids:
-                loss_, acc = evaluate(model, ids[split], labels[split], pad, max_len)
-                hist[f"{split}_acc"].append(acc)
-                run.log({"loss": loss_, "accuracy": acc}, split=f"{split}-{variant}", step=hist["steps"], epoch=epoch)
-        hist["epoch"] = epoch
-        checkpoint(run, ckpt, hist, model, opt, rng)
-    pick = int(np.argmax(hist["valid_acc"])) if hist["valid_acc"] else len(hist["test_acc"]) - 1
-    return {"variant": variant, "arch": arch, "init": init, "coverage": coverage, "params": count_parameters(model),
-            "epoch": pick + 1, "valid": hist["valid_acc"][pick] if hist["valid_acc"] else None,
-            "test": hist["test_acc"][pick], "train": hist["train_acc"][pick],
-            "seconds": float(np.median(hist["seconds"])), "metrics_position": hist["metrics_position"]}
+    model = model.to(device)
+    if rank:
+        torch.manual_seed(cfg.seed + 1_000_003 * rank)  # dropout: a different stream per rank
+
+    gen = torch.Generator().manual_seed(cfg.seed)  # the same batches for every variant, on every rank
+    loader = ArrayLoader(arrays["train"], o.batch_size, train=True, generator=gen, collate=trim,
+                         rank=rank, world=world, device=device)
+    shard = dict(train=False, collate=trim, rank=rank, world=world, device=device)  # a contiguous shard per rank
+    evals = {"val": ArrayLoader(arrays["val"], t.eval_batch_size, **shard)} if "val" in arrays else {}
+    test = ArrayLoader(arrays["test"], t.eval_batch_size, **shard)
+    selects = bool(t.best_metric or t.early_stop_patience)
+    if not selects:  # no model selection: the test curve may be drawn as it trains
+        evals["test"] = test
+
+    opt, sched = build_training(o, [p for p in model.parameters() if p.requires_grad], loader.steps_per_epoch,
+                                t.epochs)
+    obj = objective(o.max_norm)
+    fit_cfg = t.fit_config(o.grad_clip)
+    fit_cfg.label = variant
+    rec = Recorder(run, tensorboard=t.tensorboard)
+    state = fit(model, opt, sched, obj, loader, evals, fit_cfg, run, rec)
+    if selects:  # measured once, on the selected weights (logged by ``run`` after the last variant)
+        state.last_eval["test"] = evaluate_once(model, test, obj, fit_cfg.precision)
+    best = t.restore_best and state.best_step is not None
+    return {"variant": variant, "arch": arch, "init": init, "coverage": coverage, "model": model, "state": state,
+            "rec": rec, "epoch": state.best_step / loader.steps_per_epoch if best else float(state.epoch)}
 
 
-def run(cfg: Config, run: Run) -> dict:
-    torch.set_num_threads(cfg.train.threads)
+def run(cfg: Config, run) -> dict:
+    from practicum.train import checkpoint, ddp
+    from practicum.train.device import resolve_device
+    from practicum.train.loop import scalars, summarize
+
+    t = cfg.train
+    device = resolve_device(t.device)
+    checkpoint.seed_everything(cfg.seed)
     data, record = load_splits(cfg)
-    fileio.write_json(run.dir / "splits.json", {"dataset": cfg.data.dataset, **record})
+    if t.best_metric and t.best_metric.split("/")[0] not in data:
+        raise UsageError(f"train.best_metric = '{t.best_metric}': {cfg.data.dataset} has no split "
+                         f"'{t.best_metric.split('/')[0]}' here (splits: {', '.join(data)})")
     vocab = Vocab(data["train"][0], cfg.data.min_freq, ["<pad>"])
+    arrays = {split: encode(texts, y, vocab, cfg.data.max_len, device) for split, (texts, y) in data.items()}
     w2v, w2v_id = None, None
-    if any(v.endswith("-w2v") for v in cfg.train.variants):
-        w2v_id, W, w2v_vocab = resolve_w2v(run, cfg.embed.w2v_run)
-        if W.shape[1] != cfg.embed.dim:
-            raise PracticumError(f"embed.dim = {cfg.embed.dim} but word2vec run {w2v_id} has {W.shape[1]}-d vectors")
+    if any(v.endswith("-w2v") for v in t.variants):
+        w2v_id, W, w2v_vocab = load_w2v(cfg, run)
         w2v = (W, w2v_vocab)
-        fileio.write_json(run.artifact_path("w2v_source.json"), {"w2v_run": cfg.embed.w2v_run, "resolved_id": w2v_id})
+    if ddp.is_main():
+        fileio.write_json(run.dir / "splits.json", {"dataset": cfg.data.dataset, **record})
+        if w2v_id:
+            fileio.write_json(run.artifact_path("w2v_source.json"), {"w2v_run": cfg.embed.w2v_run,
+                                                                     "resolved_id": w2v_id})
 
-    results, start = [], 0
-    for variant in cfg.train.variants:
-        results.append(train_variant(variant, cfg, data, vocab, w2v, run, start))
-        start = results[-1]["metrics_position"]
+    results = [train_variant(v, cfg, arrays, vocab, w2v, run.scope(v), device) for v in t.variants]
+
+    selects = bool(t.best_metric or t.early_stop_patience)
+    if selects:  # the test lines follow the last variant's training: a resumed run writes them anew
+        run.rewind_metrics(run.scope_start)
+    summary = {}
+    for r in results:
+        state, v = r["state"], r["variant"]
+        if selects:
+            r["rec"].log(scalars(state.last_eval["test"]), split="test", step=state.step, epoch=float(state.epoch))
+        r["summary"] = summarize(state, r["model"], t.best_metric)
+        r["rec"].finish({**cfg.hparams(), "variant": v}, r["summary"])
+        for split in ("train", "val", "test"):
+            if f"{split}/accuracy" in r["summary"]:
+                summary[f"{split}/accuracy_{v}"] = r["summary"][f"{split}/accuracy"]
+        summary[f"train/steps_{v}"] = r["summary"]["train/steps"]
+    first = results[0]["summary"]
+    summary["test/accuracy"], summary["train/accuracy"] = first["test/accuracy"], first["train/accuracy"]
+    summary["train/processes"] = float(ddp.world_size())
 
     n_test = len(data["test"][1])
-    picked = "best validation epoch" if "valid" in data else "last epoch"
-    rows = [[r["variant"], r["params"], f"{r['coverage']:.1%}" if r["init"] == "w2v" else "-", r["epoch"],
-             r["train"], r["valid"], r["test"], r["seconds"]] for r in results]
+    picked = (f"the weights of the best {t.best_metric}" if selects and t.restore_best
+              else "the last epoch's weights")
+    rows = [[r["variant"], int(r["summary"]["model/parameters"]),
+             f"{r['coverage']:.1%}" if r["init"] == "w2v" else "-", round(r["epoch"], 2),
+             r["summary"]["train/accuracy"], r["summary"].get("val/accuracy"), r["summary"]["test/accuracy"],
+             r["summary"]["train/seconds_per_epoch"]] for r in results]
     sizes = ", ".join(f"{k} {len(v[1])}" for k, v in data.items())
-    write_table(run, "1_accuracy", ["variant", "parameters", "vocab from w2v", "epoch", "train acc", "valid acc",
-                                    "test acc", "s/epoch"], rows,
-                f"{cfg.data.dataset} ({sizes}; vocab {len(vocab)}), test accuracy at the {picked}"
-                + (f"; word2vec run {w2v_id}" if w2v_id else ""))
-    summary = {f"test/accuracy_{r['variant']}": r["test"] for r in results}
-    summary.update({f"train/accuracy_{r['variant']}": r["train"] for r in results})
-    summary["test/accuracy"], summary["train/accuracy"] = results[0]["test"], results[0]["train"]
+    run.write_table("1_accuracy", ["variant", "parameters", "vocab from w2v", "epoch", "train acc", "val acc",
+                                   "test acc", "s/epoch"], rows,
+                    f"{cfg.data.dataset} ({sizes}; vocab {len(vocab)}): {'val and test' if 'val' in data else 'test'} "
+                    f"accuracy of {picked}; "
+                    "train acc: mean over the last epoch's batches" + (f"; word2vec run {w2v_id}" if w2v_id else ""))
     se = 2 * math.sqrt(2 * 0.25 / n_test)  # ~2 standard errors of a difference of two accuracies
     verdicts = []
     for arch in ("textcnn", "bilstm"):
-        acc = {r["init"]: r["test"] for r in results if r["arch"] == arch}
+        acc = {r["init"]: r["summary"]["test/accuracy"] for r in results if r["arch"] == arch}
         if {"random", "w2v"} <= set(acc):
             gain = acc["w2v"] - acc["random"]
             summary[f"test/w2v_gain_{arch}"] = gain
-            verdict = ("helps" if gain > se else "hurts" if gain < -se else "no clear difference") + f" (|gain| vs {se:.3f})"
-            verdicts.append([arch, acc["random"], acc["w2v"], gain, verdict])
+            verdict = "helps" if gain > se else "hurts" if gain < -se else "no clear difference"
+            verdicts.append([arch, acc["random"], acc["w2v"], gain, f"{verdict} (|gain| vs {se:.3f})"])
     if verdicts:
-        write_table(run, "2_w2v_init", ["model", "random init", "word2vec init", "gain", "verdict (2 s.e.)"],
-                    verdicts, f"does initialising from word2vec (run {w2v_id}) help? test accuracy on {n_test} "
-                    "examples")
+        run.write_table("2_w2v_init", ["model", "random init", "word2vec init", "gain", "verdict (2 s.e.)"],
+                        verdicts, f"does initialising from word2vec (run {w2v_id}) help? test accuracy on {n_test} "
+                        "examples")
     return summary

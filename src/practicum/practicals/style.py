@@ -44,7 +44,7 @@ from torch import Tensor
 from practicum import fileio
 from practicum.config import Experiment, Section
 from practicum.errors import UsageError
-from practicum.runs import Run
+from practicum.store import Run
 from practicum.train import config
 
 MEAN = torch.tensor([0.485, 0.456, 0.406]).reshape(1, 3, 1, 1)  # D2L's (ImageNet) normalisation
@@ -134,7 +134,7 @@ def load_source(spec: str, height: int, width: int, seed: int) -> np.ndarray:
         return generated_style(arg, height, width, seed)
     if kind == "fruit":
         from practicum.data.cache import fetch_file
-        from practicum.detection.voc import load_image
+        from practicum.data.voc import load_image
 
         image = load_image(fetch_file("fruit-detection-voc", arg), max_side=max(height, width))
         return np.asarray(image.resize((width, height), resample=3))

@@ -2,23 +2,28 @@
 
     PTB train sentences -> vocabulary (min_freq 10: 6,719 words, d2l's) -> per epoch: subsample
     frequent words, draw a window per center, contexts + K noise words each (unigram^0.75)
-    -> SkipGram scores (B, 60) -> masked sigmoid BCE -> Adam
+    -> SkipGram scores (B, 60) -> masked sigmoid BCE -> Adam, by the shared fit loop
 
-d2l draws the subsampling and the examples once; here they are redrawn each epoch from the run's
-seeded generator (as word2vec's C code does on the fly). The loss is the from-scratch
-``sigmoid_bce`` (tests hold it equal to torch's).
+d2l draws the subsampling and the examples once; here they are redrawn each epoch (as word2vec's
+C code does on the fly), as a function of (seed, epoch) only: a NumPy generator seeded with
+``[seed, epoch]`` subsamples, draws the windows and the noise words, so a run resumed mid-epoch
+rebuilds that epoch's examples exactly. The batches are slices of a permutation drawn from the
+loader's torch generator (checkpointed by the loop). Every epoch trains on as many examples as
+epoch 0 drew (the counts of two draws differ by about 0.1 %): a larger draw leaves a random few
+out, a smaller one repeats a random few, so every epoch has the same number of steps. The loss
+is the from-scratch ``sigmoid_bce`` (tests hold it equal to torch's).
+
+There is no held-out split (the embeddings are judged by their neighbours), so no evaluation
+during training and no best checkpoint: the final weights are the result.
 
 Results: nearest neighbours by cosine similarity for ``eval.queries`` (d2l's "chip" first) and
 analogies a : b :: c : d by 3CosAdd, as tables; ``embeddings.npy`` (center vectors, (V, E)) and
 ``vocab.json`` in the run for reuse (``sentiment`` loads them by run id).
-
-Resume: checkpoint at each epoch end (weights, optimizer, RNG, metrics offset).
 """
 
 from __future__ import annotations
 
 import io
-import time
 
 import numpy as np
 import torch
@@ -26,10 +31,9 @@ from pydantic import Field
 
 from practicum import fileio
 from practicum.config import Experiment, Section
+from practicum.data.arrays import ArrayLoader
 from practicum.data.text import Vocab, read_ptb, skipgram_examples, subsample
-from practicum.models.word2vec import SkipGram, analogy, nearest, sigmoid_bce
-from practicum.practicals.textkit import checkpoint, restore, write_table
-from practicum.runs import Run
+from practicum.train import config
 
 
 class Data(Section):
@@ -44,11 +48,13 @@ class Model(Section):
     embed: int = Field(100, gt=0)
 
 
-class Train(Section):
-    epochs: int = Field(5, gt=0)
+class Optim(config.Optim):
+    lr: float = Field(0.002, gt=0, description="d2l: Adam at 0.002")
     batch_size: int = Field(512, gt=0)
-    lr: float = Field(0.002, gt=0, description="Adam (d2l: 0.002)")
-    threads: int = Field(1, gt=0)
+
+
+class Train(config.Train):
+    epochs: int = Field(5, gt=0)
 
 
 class Eval(Section):
@@ -63,11 +69,66 @@ class Eval(Section):
                                      description="query -> word whose similarity the summary reports")
 
 
+DDP = True  # on the shared fit loop: runs under --nproc N and torchrun
+
+
 class Config(Experiment):
+    version = 2  # the fit loop: examples drawn per (seed, epoch), torch-drawn batches, step-exact resume
+
     data: Data = Data()
     model: Model = Model()
+    optim: Optim = Optim()
     train: Train = Train()
     eval: Eval = Eval()
+
+
+class SkipGramLoader(ArrayLoader):
+    """Training batches of skip-gram examples redrawn every epoch.
+
+    ``order(epoch)`` is ``{"epoch": e, "perm": (n,) tensor}`` (the loop checkpoints it); the
+    epoch's example arrays (centers (N,), contexts_negatives (N, L), labels (N, L), mask (N, L))
+    are rebuilt by ``examples(epoch)``, on the device, when a batch of another epoch is asked for
+    (a resumed run's first batch), and a batch is an index gather of them. n = the size of epoch
+    0's draw: every epoch's permutation has n entries."""
+
+    def __init__(self, sentences: list[np.ndarray], counts: np.ndarray, d: Data, seed: int, batch_size: int,
+                 **kwargs):
+        self.sentences, self.counts, self.d, self.seed = sentences, counts, d, seed
+        self.noise = counts ** 0.75  # word2vec's noise distribution, unnormalised
+        self.epoch = 0
+        super().__init__(self.examples(0, kwargs.get("device", "cpu")), batch_size, train=True, **kwargs)
+
+    def examples(self, epoch: int, device) -> dict:
+        rng = np.random.default_rng([self.seed, epoch])  # this epoch's draws and nothing else's
+        kept = subsample(self.sentences, self.counts, rng, self.d.subsample_t)
+        ex = skipgram_examples(kept, self.d.max_window, self.d.num_noise, self.noise, rng)
+        return {k: torch.from_numpy(ex[k]).to(device) for k in ("centers", "contexts_negatives", "labels", "mask")}
+
+    def order(self, epoch: int = 0) -> dict:
+        self.use(epoch)
+        drawn = len(self.arrays["centers"])
+        perm = torch.randperm(drawn, generator=self.generator)
+        return {"epoch": epoch, "perm": perm.repeat(-(-self.n // drawn))[: self.n]}  # (n,)
+
+    def batch(self, order: dict, step: int) -> tuple:
+        self.use(order["epoch"])
+        return super().batch(order["perm"], step)  # centers, contexts_negatives, labels, mask
+
+    def use(self, epoch: int) -> None:
+        if epoch != self.epoch:
+            self.arrays, self.epoch = self.examples(epoch, self.device), epoch
+
+
+def objective():
+    from practicum.models.word2vec import sigmoid_bce
+    from practicum.train.objective import Objective, Step
+
+    def step(net, batch) -> Step:
+        centers, contexts_negatives, labels, mask = batch  # (B,), (B, L), (B, L), (B, L)
+        logits = net(centers, contexts_negatives).float()  # (B, L) scores
+        return Step(sigmoid_bce(logits, labels, mask), len(centers))
+
+    return Objective(step)
 
 
 def save_npy(path, array: np.ndarray) -> None:
@@ -76,55 +137,52 @@ def save_npy(path, array: np.ndarray) -> None:
     fileio.write_bytes(path, buf.getvalue())
 
 
-def run(cfg: Config, run: Run) -> dict:
-    torch.set_num_threads(cfg.train.threads)
-    d, tr = cfg.data, cfg.train
+def run(cfg: Config, run) -> dict:
+    from practicum.models.word2vec import SkipGram
+    from practicum.train import checkpoint, ddp
+    from practicum.train.device import resolve_device
+    from practicum.train.loop import Recorder, fit, summarize
+    from practicum.train.optim import build_training
+
+    d, t, o = cfg.data, cfg.train, cfg.optim
+    device = resolve_device(t.device)
+    checkpoint.seed_everything(cfg.seed)
     sentences = read_ptb("train")[: d.limit]
     vocab = Vocab(sentences, min_freq=d.min_freq)
     freqs = dict(vocab.token_freqs)
-    counts = np.array([0.0] + [freqs[t] for t in vocab.idx_to_token[1:]])  # <unk> (index 0) gets none
+    counts = np.array([0.0] + [freqs[w] for w in vocab.idx_to_token[1:]])  # <unk> (index 0) gets none
     ids = [np.array(vocab[s], dtype=np.int64) for s in sentences]
-    fileio.write_json(run.dir / "splits.json", {"corpus": "ptb.train.txt", "sentences": len(sentences),
-                                                "tokens": int(sum(map(len, ids))), "vocab_size": len(vocab),
-                                                "how": "all of ptb.train.txt (word2vec has no held-out split)"})
+    if ddp.is_main():
+        fileio.write_json(run.dir / "splits.json", {"corpus": "ptb.train.txt", "sentences": len(sentences),
+                                                    "tokens": int(sum(map(len, ids))), "vocab_size": len(vocab),
+                                                    "how": "all of ptb.train.txt (word2vec has no held-out split)"})
 
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    model = SkipGram(len(vocab), cfg.model.embed)
-    opt = torch.optim.Adam(model.parameters(), lr=tr.lr)
-    hist = restore(run, run.checkpoint_path("last.pt"), model, opt, rng, tr.epochs, 0) or {
-        "epoch": 0, "steps": 0, "loss": [], "seconds": [], "examples": []}
+    model = SkipGram(len(vocab), cfg.model.embed).to(device)  # the same weights on every rank
+    gen = torch.Generator().manual_seed(cfg.seed)  # the permutations, identical on all ranks
+    loader = SkipGramLoader(ids, counts, d, cfg.seed, o.batch_size, generator=gen, rank=ddp.rank(),
+                            world=ddp.world_size(), device=device)
+    opt, sched = build_training(o, model.parameters(), loader.steps_per_epoch, t.epochs)
+    fit_cfg = t.fit_config(o.grad_clip)
+    fit_cfg.label = "skip-gram"
+    rec = Recorder(run, tensorboard=t.tensorboard)
+    state = fit(model, opt, sched, objective(), loader, {}, fit_cfg, run, rec)
 
-    for epoch in range(hist["epoch"] + 1, tr.epochs + 1):
-        t0 = time.perf_counter()
-        ex = skipgram_examples(subsample(ids, counts, rng, d.subsample_t), d.max_window, d.num_noise,
-                               counts**0.75, rng)
-        order = rng.permutation(len(ex["centers"]))
-        total, n = 0.0, 0
-        for i in range(0, len(order), tr.batch_size):
-            b = order[i: i + tr.batch_size]
-            logits = model(torch.from_numpy(ex["centers"][b]), torch.from_numpy(ex["contexts_negatives"][b]))
-            loss = sigmoid_bce(logits, torch.from_numpy(ex["labels"][b]), torch.from_numpy(ex["mask"][b]))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total, n = total + loss.item() * len(b), n + len(b)
-            hist["steps"] += 1
-        hist["loss"].append(total / n)
-        hist["seconds"].append(time.perf_counter() - t0)
-        hist["examples"].append(len(order))
-        run.log({"loss": total / n}, split="train", step=hist["steps"], epoch=epoch)
-        hist["epoch"] = epoch
-        checkpoint(run, run.checkpoint_path("last.pt"), hist, model, opt, rng)
+    W = model.center.weight.detach().float().cpu()  # (V, E)
+    summary = {k: v for k, v in summarize(state, model).items() if k.startswith(("train/", "model/"))}
+    summary.update({"data/vocab_size": float(len(vocab)), "data/examples_per_epoch": float(loader.n)})
+    summary.update(embedding_tables(run, cfg.eval, W, vocab))
+    if ddp.is_main():
+        save_npy(run.artifact_path("embeddings.npy"), W.numpy().astype(np.float32))
+        fileio.write_json(run.artifact_path("vocab.json"), vocab.to_json())
+        rec.finish(cfg.hparams(), summary)
+    return summary
 
-    W = model.center.weight.detach()
-    save_npy(run.artifact_path("embeddings.npy"), W.numpy().astype(np.float32))
-    fileio.write_json(run.artifact_path("vocab.json"), vocab.to_json())
 
-    ev = cfg.eval
-    summary = {"train/loss": hist["loss"][-1], "train/seconds_per_epoch": float(np.median(hist["seconds"])),
-               "data/vocab_size": float(len(vocab)), "data/examples_per_epoch": float(np.mean(hist["examples"]))}
-    rows = []
+def embedding_tables(run, ev: Eval, W, vocab: Vocab) -> dict:
+    """The nearest-words and analogy tables of the embeddings ``W`` (V, E); returns their summary."""
+    from practicum.models.word2vec import analogy, nearest
+
+    summary, rows = {}, []
     for q in ev.queries:
         if q not in vocab:
             rows.append([q, "(not in the vocabulary)", ""])
@@ -144,8 +202,8 @@ def run(cfg: Config, run: Run) -> dict:
                     r[2] = f"{target}: cosine {float(cos):.3f}, rank {rank}"
         else:  # a slice too small to hold the words (quick form): an explicit non-result
             summary[key + "_cosine"], summary[key + "_rank"] = -1.0, float(len(vocab))
-    write_table(run, "1_neighbours", ["query", f"{ev.neighbours} nearest by cosine", "expected"], rows,
-                f"nearest words (center embeddings, {len(vocab)} words; d2l: chip -> microprocessor 0.70-0.77)")
+    run.write_table("1_neighbours", ["query", f"{ev.neighbours} nearest by cosine", "expected"], rows,
+                    f"nearest words (center embeddings, {len(vocab)} words; d2l: chip -> microprocessor 0.70-0.77)")
 
     arows, top1, top5, asked = [], 0, 0, 0
     for item in ev.analogies:
@@ -161,8 +219,8 @@ def run(cfg: Config, run: Run) -> dict:
         top5 += expect in words
         arows.append([f"{a} : {b} :: {c} : ?", expect, ", ".join(f"{w} {s:.3f}" for w, (_, s) in zip(words, found)),
                       words.index(expect) + 1 if expect in words else "> 5"])
-    write_table(run, "2_analogies", ["analogy", "expected", "top 5 (3CosAdd)", "rank of expected"], arows,
-                f"analogies: {top1}/{asked} right at top 1, {top5}/{asked} in the top 5")
+    run.write_table("2_analogies", ["analogy", "expected", "top 5 (3CosAdd)", "rank of expected"], arows,
+                    f"analogies: {top1}/{asked} right at top 1, {top5}/{asked} in the top 5")
     summary["analogy/top1_accuracy"] = top1 / asked if asked else 0.0
     summary["analogy/top5_accuracy"] = top5 / asked if asked else 0.0
     return summary

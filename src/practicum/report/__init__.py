@@ -8,7 +8,7 @@ from pathlib import Path
 from practicum import fileio
 from practicum.report import plots
 from practicum.report.render import Code, Document, Heading, Image, Paragraph, Table, to_html, to_markdown
-from practicum.runs import RunRecord, read_metrics
+from practicum.store import RunRecord, read_metrics
 
 # metrics.jsonl names that get a curve panel, in this order, when present
 CURVE_METRICS = ("loss", "accuracy", "perplexity", "f1", "lr")

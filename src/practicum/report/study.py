@@ -13,7 +13,7 @@ from practicum import fileio
 from practicum.report import CURVE_METRICS, plots
 from practicum.report.classification import classification_figures
 from practicum.report.render import Code, Document, Heading, Image, Paragraph, Table, to_html, to_markdown
-from practicum.runs import Index, RunRecord, read_metrics
+from practicum.store import Index, RunRecord, read_metrics
 
 
 def mean_std(values: list[float]) -> tuple[float, float, int]:

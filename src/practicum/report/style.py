@@ -29,7 +29,7 @@ def images_figure(npz, path, content: str, style: str) -> None:
 def loss_figure(run_dir, path) -> None:
     """The weighted loss terms against step, log scale (the content term starts at 0: not drawn there)."""
     from practicum.report.plots import plt, save
-    from practicum.runs import read_metrics
+    from practicum.store import read_metrics
 
     rows = read_metrics(run_dir)
     fig, ax = plt.subplots(figsize=(6, 4))

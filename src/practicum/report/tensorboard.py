@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from practicum.runs import RunRecord, read_metrics
+from practicum.store import RunRecord, read_metrics
 
 
 def export_run(record: RunRecord, hparams: dict, log_dir: Path) -> Path:

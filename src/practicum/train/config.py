@@ -30,7 +30,18 @@ def check_name(kind: str, name: str) -> str:
     from practicum.train import optim  # the registries (imports torch: only when a file is loaded)
 
     registry = {"optimizer": optim.OPTIMIZERS, "schedule": optim.SCHEDULES, "loss": optim.LOSSES}[kind]
-    registry[name]  # raises UsageError with the nearest valid name
+    return in_registry(registry, name)
+
+
+def in_registry(registry, name: str) -> str:
+    """``name``, or the registry's error (with the nearest valid name) as a ValueError, which the
+    config loader reports with the file and the key."""
+    from practicum.errors import UsageError
+
+    try:
+        registry[name]
+    except UsageError as e:
+        raise ValueError(str(e)) from None
     return name
 
 

@@ -105,7 +105,7 @@ class RankRun:
         return self.dir / "tb"
 
     def scope(self, name: str):
-        from practicum.runs import Scope
+        from practicum.store import Scope
 
         return Scope(self, name)
 

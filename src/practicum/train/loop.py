@@ -115,6 +115,7 @@ def fit(model: nn.Module, opt: torch.optim.Optimizer, sched, objective: Objectiv
 
     device = next(model.parameters()).device
     dtype = resolve_precision(cfg.precision, device)
+    record_compute(run, device, dtype)
     ddp_net = ddp.wrap(model)  # after the restore: DDP copies rank 0's weights to every rank
     net = Autocast(ddp_net, device, dtype) if dtype else ddp_net
     eval_net = Autocast(model, device, dtype) if dtype else model
@@ -204,6 +205,20 @@ def fit(model: nn.Module, opt: torch.optim.Optimizer, sched, objective: Objectiv
     save()
     run.scope_start = run.metrics_position()
     return state
+
+
+def record_compute(run, device: torch.device, dtype) -> None:
+    """env.json says where and how the run computed: device, precision, threads, processes."""
+    from practicum import fileio
+
+    path = run.dir / "env.json"
+    if not ddp.is_main() or not path.exists():
+        return
+    env = fileio.read_json(path)
+    latest = env["resumed"][-1] if env.get("resumed") else env
+    latest["compute"] = {"device": str(device), "precision": "bf16" if dtype == torch.bfloat16 else "fp32",
+                         "threads": torch.get_num_threads(), "processes": ddp.world_size()}
+    fileio.write_json(path, env)
 
 
 def accumulate(state: LoopState, s, cfg: FitConfig, lr: float, steps: int) -> None:

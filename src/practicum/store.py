@@ -1,4 +1,4 @@
-"""The run store: one directory per run plus a SQLite index of all runs.
+"""The run store: one directory per run plus a SQLite index of all runs (``practicum.runs()`` is its table).
 
 Layout::
 
@@ -368,7 +368,10 @@ class Run:
         self._close("finished", summary=summary, headline=headline, error=None)
 
     def fail(self, error: str) -> None:
-        self._close("failed", error=error)
+        """Marked failed, with the reason in the index (``error``, the headline) and in summary.json;
+        the checkpoints stay (the last good state of a diverged run)."""
+        fileio.write_json(self.dir / "summary.json", {"error": error})
+        self._close("failed", error=error, summary={"error": error}, headline=f"failed: {error}"[:120])
 
     def interrupt(self) -> None:
         self._close("interrupted")

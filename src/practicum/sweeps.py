@@ -43,7 +43,7 @@ from practicum.config import (
     validate,
 )
 from practicum.errors import UsageError
-from practicum.runs import Index, home
+from practicum.store import Index, home
 
 
 class Study(Section):
