@@ -155,48 +155,51 @@ def fit(model: nn.Module, opt: torch.optim.Optimizer, sched, objective: Objectiv
     def save() -> None:
         save_state(last_path, model, opt, sched, train, objective, state, run, rec)
 
-    while state.epoch < cfg.epochs and not state.stopped_early:
-        if state.order is None:
-            state.order = train.order(state.epoch)
-        net.train()
-        tick = time.perf_counter()
-        while state.position < steps and not state.stopped_early:
-            s = objective.step(net, train.batch(state.order, state.position))
-            opt.zero_grad(set_to_none=True)
-            s.loss.backward()
-            if cfg.grad_clip:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            lr = opt.param_groups[0]["lr"]  # the rate this step used
-            opt.step()
-            sched.step()
-            if objective.after_step:
-                objective.after_step(model)
-            state.step, state.position = state.step + 1, state.position + 1
-            accumulate(state, s, cfg, lr, steps)
-            bar.update()
-            if state.position == steps:
-                break  # the epoch end below logs, evaluates and checkpoints
-            if log_steps and state.step % log_steps == 0:
-                log_train(lr)
-            if cfg.eval_steps and state.step % cfg.eval_steps == 0:
-                state.seconds += time.perf_counter() - tick
+    lr = opt.param_groups[0]["lr"]
+    try:
+        while state.epoch < cfg.epochs and not state.stopped_early:
+            if state.order is None:
+                state.order = train.order(state.epoch)
+            net.train()
+            tick = time.perf_counter()
+            while state.position < steps and not state.stopped_early:
+                s = objective.step(net, train.batch(state.order, state.position))
+                opt.zero_grad(set_to_none=True)
+                s.loss.backward()
+                if cfg.grad_clip:
+                    nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                lr = opt.param_groups[0]["lr"]  # the rate this step used
+                opt.step()
+                sched.step()
+                if objective.after_step:
+                    objective.after_step(model)
+                state.step, state.position = state.step + 1, state.position + 1
+                accumulate(state, s, cfg, lr, steps)
+                bar.update()
+                if state.position == steps:
+                    break  # the epoch end below logs, evaluates and checkpoints
+                if log_steps and state.step % log_steps == 0:
+                    log_train(lr)
+                if cfg.eval_steps and state.step % cfg.eval_steps == 0:
+                    state.seconds += time.perf_counter() - tick
+                    evaluate_all()
+                    net.train()
+                    tick = time.perf_counter()
+                if cfg.checkpoint_steps and state.step % cfg.checkpoint_steps == 0 or state.stopped_early:
+                    save()
+            if state.stopped_early:
+                break
+            state.epoch_seconds.append(state.seconds + time.perf_counter() - tick)
+            state.seconds = 0.0
+            log_train(lr)
+            if (state.epoch + 1) % cfg.eval_epochs == 0 or state.epoch + 1 == cfg.epochs:
                 evaluate_all()
-                net.train()
-                tick = time.perf_counter()
-            if cfg.checkpoint_steps and state.step % cfg.checkpoint_steps == 0 or state.stopped_early:
-                save()
-        if state.stopped_early:
-            break
-        state.epoch_seconds.append(state.seconds + time.perf_counter() - tick)
-        state.seconds = 0.0
-        log_train(lr)
-        if (state.epoch + 1) % cfg.eval_epochs == 0 or state.epoch + 1 == cfg.epochs:
-            evaluate_all()
-        s_ = state.epoch_sums
-        state.last_train = {k: v / s_["n"] for k, v in s_.items() if k != "n"}
-        state.epoch, state.position, state.order, state.epoch_sums = state.epoch + 1, 0, None, {}
-        save()
-    bar.close()
+            s_ = state.epoch_sums
+            state.last_train = {k: v / s_["n"] for k, v in s_.items() if k != "n"}
+            state.epoch, state.position, state.order, state.epoch_sums = state.epoch + 1, 0, None, {}
+            save()
+    finally:
+        bar.close()  # also when the run diverges or is interrupted: the error line stands alone
 
     if cfg.restore_best and best_path.exists():  # evaluate the best weights instead of the last
         model.load_state_dict(checkpoint.load(best_path)["model"])
@@ -236,8 +239,12 @@ def accumulate(state: LoopState, s, cfg: FitConfig, lr: float, steps: int) -> No
 
 
 def interactive() -> bool:
-    """A terminal or a Jupyter kernel (tqdm.auto draws a widget there)."""
-    return sys.stderr.isatty() or "ipykernel" in sys.modules
+    """A terminal, or code running in a Jupyter kernel (tqdm.auto draws a widget there)."""
+    if sys.stderr.isatty():
+        return True
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return getattr(shell, "kernel", None) is not None
 
 
 @torch.no_grad()
