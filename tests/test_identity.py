@@ -21,7 +21,7 @@ SNAPSHOT = Path(__file__).with_name("schema_defaults.json")
 def defaults(task: str) -> dict:
     schema = task_schema(task)
     cfg = schema.model_validate({"name": "x", "task": task})
-    return flatten(cfg.model_dump(mode="json", exclude={"name", "task", "description", "quick", "expect"}))
+    return flatten(cfg.model_dump(mode="json", exclude={"name", "task", "description", "quick", "expect", "reproduces"}))
 
 
 def snapshot() -> dict:

@@ -1,4 +1,4 @@
-"""The ``practicum`` command: list, run, runs, report, data.
+"""practicum: run, sweep, reproduce and report deep-learning practicals (see 'practicum COMMAND --help').
 
 Exit status: 0 success, 2 usage/config error, 1 runtime error, 130 interrupted. Errors are one line
 on stderr (``error: ...``); ``--debug`` shows the traceback.
@@ -293,7 +293,14 @@ def main(argv: list[str] | None = None) -> int:
     set_invocation(argv)
     try:
         args = build_parser().parse_args(argv)
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        sys.stdout.flush()  # a closed pipe shows here, not as a traceback at exit
+        return code
+    except BrokenPipeError:  # `practicum list | head`: the reader left, which is not an error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except PracticumError as e:
         if debug:
             raise

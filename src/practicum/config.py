@@ -39,6 +39,17 @@ class Section(BaseModel):
         return {}
 
 
+class Measured(Section):
+    """What the full entry measured here, recorded next to its bar (a slow test holds it to the bar)."""
+
+    value: float = Field(description="mean over the seeds")
+    std: float | None = Field(None, description="sample standard deviation over the seeds (n > 1)")
+    n: int = Field(1, gt=0, description="seeds")
+    date: str = Field(description="when, YYYY-MM-DD")
+    seconds: float | None = Field(None, description="wall time of one run (idle machine unless the note says)")
+    note: str = ""
+
+
 class Expect(Section):
     """The band a catalog entry promises, checked by the tests (slow ones run the full entry)."""
 
@@ -46,6 +57,21 @@ class Expect(Section):
     min: float | None = None
     max: float | None = None
     quick_min: float | None = Field(None, description="lower bound for the --quick form")
+    measured: Measured | None = Field(None, description="the full entry's recorded result")
+
+
+class Reproduces(Section):
+    """A number of a seed report (or a published reference) this entry reproduces."""
+
+    seed: str = Field(description="seed report: '000', '002', '003' or '004'")
+    section: str = Field(description="the report's section, e.g. '3' (seed order)")
+    what: str = Field(description="the row as the report states it, e.g. 'LeNet-5, 10 epochs'")
+    metric: str = Field("test/accuracy", description="our summary metric compared with it")
+    value: float = Field(description="the reported number (the top of a reported range)")
+    range: tuple[float, float] | None = Field(None, description="a reported range, e.g. (0.98, 0.992)")
+    source: str = Field(description="where the number comes from: 'seed 000 §3', 'D2L 0.17 (REFERENCE-NUMBERS.md 1b)'")
+    seeds: int = Field(3, gt=0, description="seeds the reproduction runs (1 for rows that train for long)")
+    higher_is_better: bool = True
 
 
 class Experiment(Section):
@@ -66,9 +92,10 @@ class Experiment(Section):
     quick: dict[str, Any] = Field(
         default_factory=dict, description="dotted overrides applied by --quick (small, fast form)"
     )
+    reproduces: list[Reproduces] = Field(default_factory=list, description="the seed numbers this entry reproduces")
 
     # Fields that describe an entry but do not change what it computes: left out of its identity.
-    _meta_fields = {"description", "seed_report", "expect", "quick"}
+    _meta_fields = {"description", "seed_report", "expect", "quick", "reproduces"}
 
     def settings(self) -> dict:
         """The fields that change what a run computes: the file without its meta fields."""

@@ -34,6 +34,7 @@ from typing import Any
 from pydantic import Field
 
 from practicum import fileio
+from practicum.claims import Claim
 from practicum.config import (
     Section,
     flatten,
@@ -57,6 +58,7 @@ class Study(Section):
     grid: dict[str, list[Any]] = Field(default_factory=dict, description="axis -> values")
     metrics: list[str] = Field(default_factory=list, description="summary metrics to tabulate")
     quick: dict[str, Any] = Field(default_factory=dict, description="overrides applied by --quick")
+    claims: list[Claim] = Field(default_factory=list, description="the seed's conclusions, checked in the report")
 
 
 def is_study(spec: str) -> bool:
@@ -155,6 +157,7 @@ class Plan:
     metrics: list[str] = field(default_factory=list)
     description: str = ""
     quick: bool = False
+    claims: list[dict] = field(default_factory=list)  # the study's claims (claims.Claim as dicts)
 
 
 def plan(experiment: str, grid: dict[str, list[Any]], seeds: int, fixed: dict[str, Any] | None = None,
@@ -182,9 +185,11 @@ def plan_study(spec: str, seeds: int | None = None, quick: bool = False) -> Plan
     fixed = dict(study.set)
     if quick:
         fixed.update(flatten(study.quick))
-    return plan(study.experiment, {k: list(v) for k, v in study.grid.items()}, seeds or study.seeds, fixed=fixed,
-                quick=quick, name=study.name + ("-quick" if quick else ""), metrics=study.metrics,
-                description=study.description)
+    p = plan(study.experiment, {k: list(v) for k, v in study.grid.items()}, seeds or study.seeds, fixed=fixed,
+             quick=quick, name=study.name + ("-quick" if quick else ""), metrics=study.metrics,
+             description=study.description)
+    p.claims = [c.model_dump(mode="json") for c in study.claims]
+    return p
 
 
 # ---------------------------------------------------------------------------------------------
@@ -265,6 +270,7 @@ def save_study_record(p: Plan) -> Path:
         "grid": p.grid,
         "axes": axes(p.grid),
         "metrics": p.metrics,
+        "claims": p.claims,
         "trials": [{"point": t.point, "seed": t.seed, "config_hash": t.config_hash,
                     "command": t.command(p.experiment, p.quick)} for t in p.trials],
     }, sort_keys=False)  # grid order is the table's column order

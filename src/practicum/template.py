@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from practicum.config import Experiment, flatten
 from practicum.sweeps import toml_value
 
-SKIPPED = {"expect"}  # the entry's promised band belongs to the catalog, not to your experiment
+SKIPPED = {"expect", "reproduces"}  # the entry's band and seed numbers belong to the catalog, not to your experiment
 
 
 def comment(field) -> str:

@@ -59,6 +59,8 @@ class Train(Section):
     epochs: int = Field(100, gt=0)
     loss: Literal["ce", "mse", "svm"] = "ce"
     eval_every: int = Field(1, gt=0, description="epochs between evaluations")
+    log_steps: int | None = Field(None, ge=0, description="log the training loss every N steps; default: about "
+                                  "60 points over the run; 0: at evaluations only")
     checkpoint_every: int = Field(1, gt=0, description="epochs between checkpoints")
 
 
@@ -161,10 +163,14 @@ def run(cfg: Config, run: Run) -> dict:
     if run.resumed and run.checkpoint_path("last.npz").exists():
         start, history = load_checkpoint(run, model, opt, rng)
 
+    log_steps = cfg.train.log_steps
+    if log_steps is None:  # curves that show training, whatever the run's length
+        log_steps = max(1, cfg.train.epochs * steps_per_epoch // 60)
     for epoch in range(start, cfg.train.epochs):
         t0 = time.perf_counter()
         order = rng.permutation(len(xtr)) if batch < len(xtr) else None
         loss_sum, correct = 0.0, 0
+        window = [0.0, 0, 0]  # loss sum, correct, samples since the last log line
         for i in range(steps_per_epoch):
             if order is None:
                 xb, yb = xtr, ytr  # full batch: no copy
@@ -173,7 +179,8 @@ def run(cfg: Config, run: Run) -> dict:
                 xb, yb = xtr[idx], ytr[idx]
             opt.lr = lr_at(schedule, cfg.optim.lr, epoch + i / steps_per_epoch)
             scores = model.forward(xb)
-            correct += int((scores.argmax(1) == yb).sum())
+            hits = int((scores.argmax(1) == yb).sum())
+            correct += hits
             loss, dscores = loss_fn(scores, yb)
             model.backward(dscores, need_input_grad=False)
             if cfg.optim.l2:
@@ -181,6 +188,12 @@ def run(cfg: Config, run: Run) -> dict:
                 loss += penalty
             loss_sum += loss * len(yb)
             opt.step(model.grads())
+            step = epoch * steps_per_epoch + i + 1
+            window = [window[0] + loss * len(yb), window[1] + hits, window[2] + len(yb)]
+            if log_steps and step % log_steps == 0 and i + 1 < steps_per_epoch:  # the epoch end logs its means
+                run.log({"loss": window[0] / window[2], "accuracy": window[1] / window[2], "lr": opt.lr},
+                        split="train", step=step, epoch=step / steps_per_epoch)
+                window = [0.0, 0, 0]
         train_loss = loss_sum / len(xtr)
         history["epoch_seconds"] = history.get("epoch_seconds", []) + [time.perf_counter() - t0]
         diverged = not math.isfinite(train_loss)

@@ -35,8 +35,8 @@ def run_document(record: RunRecord) -> Document:
     if summary:
         doc.add(Heading("Final metrics"),
                 Table(["metric", "value"], [[k, v] for k, v in sorted(summary.items())]))
-    for table in read_tables(run_dir):
-        doc.add(Heading(table.caption or "Table"), table)
+    for table in read_tables(run_dir):  # the caption is the table's one heading
+        doc.add(Heading(table.caption or "Table"), Table(table.columns, table.rows))
     figures = run_dir / "figures"
     curve = plots.curves(rows, figures / "curves.png",
                          names=[n for n in CURVE_METRICS if any(r["name"] == n for r in rows)],

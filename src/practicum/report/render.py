@@ -52,9 +52,20 @@ class Document:
 
 
 def _cell(value) -> str:
-    if isinstance(value, float):
+    """Numbers as a reader wants them: a count as a count (97,590, not 9.759e+04), else 4 digits."""
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value == int(value) and abs(value) >= 1000:
+            return f"{int(value):,}"
+        if isinstance(value, int):
+            return str(value)
         return f"{value:.4g}"
     return "" if value is None else str(value)
+
+
+def _numeric(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _md_cell(value) -> str:
@@ -93,7 +104,8 @@ h1 { border-bottom: 2px solid #ddd; padding-bottom: .3em; }
 table { border-collapse: collapse; margin: 1em 0; font-size: 0.92em; }
 .table-wrap { overflow-x: auto; }
 th, td { border: 1px solid #ccc; padding: 4px 10px; text-align: right; }
-td { white-space: nowrap; font-variant-numeric: tabular-nums; }
+td { text-align: left; max-width: 40em; }
+td.num { white-space: nowrap; font-variant-numeric: tabular-nums; text-align: right; }
 th { background: #f3f3f3; }
 td:first-child, th:first-child { text-align: left; }
 caption { caption-side: top; text-align: left; font-style: italic; padding-bottom: .3em; }
@@ -127,7 +139,8 @@ def to_html(doc: Document) -> str:
                 out.append(f"<caption>{e(b.caption)}</caption>")
             out.append("<tr>" + "".join(f"<th>{e(_cell(c))}</th>" for c in b.columns) + "</tr>")
             for row in b.rows:
-                out.append("<tr>" + "".join(f"<td>{e(_cell(v))}</td>" for v in row) + "</tr>")
+                out.append("<tr>" + "".join(f'<td class="num">{e(_cell(v))}</td>' if _numeric(v)
+                                            else f"<td>{e(_cell(v))}</td>" for v in row) + "</tr>")
             out.append("</table></div>")
         elif isinstance(b, Image):
             out.append(f'<figure><img src="{_data_uri(b.path)}" alt="{e(b.caption)}">'

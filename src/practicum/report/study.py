@@ -150,8 +150,62 @@ def study_document(record: dict, index: Index, out_dir: Path) -> tuple[Document,
         imgs = classification_figures(best.dir, figures, f"best point ({best.id})")
         if imgs:
             doc.add(Heading("Best point: errors"), *imgs)
+    if record.get("claims"):
+        doc.add(Heading("The seed's conclusions, checked"), *claims_blocks(record, groups, index, figures))
     doc.add(Heading("Reproduce"), Code("\n".join(t["command"] for t in record["trials"]), "bash"))
     return doc, [table.columns, *table.rows]
+
+
+def matches(value, wanted) -> bool:
+    """A grid value against a claim's (TOML) value: 0 == 0.0, lists element by element."""
+    if isinstance(wanted, list) and isinstance(value, list):
+        return len(value) == len(wanted) and all(matches(v, w) for v, w in zip(value, wanted))
+    if isinstance(wanted, (int, float)) and isinstance(value, (int, float)) and not isinstance(wanted, bool):
+        return math.isclose(float(value), float(wanted), rel_tol=1e-9, abs_tol=1e-12)
+    return value == wanted
+
+
+def curve(run: RunRecord, metric: str) -> list[float]:
+    """A summary metric's curve ``split/name`` from the run's metrics, in step order."""
+    split, _, name = metric.partition("/")
+    rows = [r for r in read_metrics(Path(run.dir)) if r["split"] == split and r["name"] == name]
+    return [r["value"] for r in sorted(rows, key=lambda r: r["step"])]
+
+
+def study_sampler(groups, index: Index):
+    """claims.evaluate's view of a study: the finished runs of the grid points a selector matches."""
+    from practicum.claims import Sample, selector_label
+
+    def sample(selector: dict, metric: str, with_curves: bool) -> "Sample":
+        runs, failed = [], 0
+        for point, trials, finished in groups:
+            if all(k in point and matches(point[k], v) for k, v in selector.items()):
+                runs += finished
+                done = {r.config_hash for r in finished}
+                failed += sum(1 for t in trials if t["config_hash"] not in done
+                              and any(r.status == "failed" for r in index.by_hash(t["config_hash"])))
+        values = [r.summary[metric] for r in runs if isinstance(r.summary.get(metric), (int, float))]
+        finite = [v for v in values if math.isfinite(v)]
+        return Sample(selector_label(selector), finite, failed + len(values) - len(finite),
+                      [curve(r, metric) for r in runs] if with_curves else [])
+
+    return sample
+
+
+def claims_blocks(record: dict, groups, index: Index, figures: Path) -> list:
+    """A table of the study's claims (the seed's words, our verdict, the evidence) and their figures."""
+    from practicum.claims import Claim, evaluate
+
+    rows, shown = [], []
+    for c in record["claims"]:
+        v = evaluate(Claim.model_validate(c), study_sampler(groups, index))
+        rows.append([v.claim.text, v.claim.seed_says or "—", v.verdict, "; ".join(v.evidence)])
+        path = figures / f"{v.claim.figure}.png" if v.claim.figure else None
+        if path and path.exists() and path not in shown:
+            shown.append(path)
+    return [Table(["claim", "the seed says", "verdict", "evidence (mean ± std over seeds, n)"], rows,
+                  "Verdicts: two means differ when the gap exceeds twice its standard error"),
+            *[Image(p, p.stem.replace("_", " ")) for p in shown]]
 
 
 def best_run(groups, metric: str | None) -> RunRecord | None:
