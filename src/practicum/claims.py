@@ -3,7 +3,7 @@
 A claim names what it compares and how; the verdict is ``holds``, ``does not hold`` or ``cannot
 tell`` (at this spread). Two means differ when the gap exceeds twice its standard error
 (sqrt(s_a^2/n_a + s_b^2/n_b), sample standard deviations over seeds); with one seed on a side
-there is no spread and the verdict is ``cannot tell``, except where a run failed outright.
+the other side's spread stands in, and with one seed on both there is no spread: ``cannot tell``.
 
     [[claims]]                              # in a study file, or a reproduction's section
     text = "SVM loss beats CE and MSE at its settings"
@@ -96,24 +96,34 @@ class Verdict:
     figure: Path | None = None
 
 
+def noise(a: Sample, b: Sample) -> float | None:
+    """Twice the standard error of the difference of the two means. A side with one seed borrows
+    the other side's spread; with one seed on both sides there is none (None)."""
+    if not a.values or not b.values or (a.n < 2 and b.n < 2):
+        return None
+    sa = a.std if a.n > 1 else b.std
+    sb = b.std if b.n > 1 else a.std
+    return 2 * math.sqrt(sa ** 2 / a.n + sb ** 2 / b.n)
+
+
 def compare(a: Sample, b: Sample, lower_better: bool) -> str:
     """Is a better than b? HOLDS (beyond noise), FAILS (worse beyond noise) or UNSURE."""
-    if not a.values or not b.values or a.n < 2 or b.n < 2:
+    limit = noise(a, b)
+    if limit is None:
         return UNSURE
     gap = (b.mean - a.mean) if lower_better else (a.mean - b.mean)
-    noise = 2 * math.sqrt(a.std ** 2 / a.n + b.std ** 2 / b.n)
-    if gap > noise:
+    if gap > limit:
         return HOLDS
-    if gap < -noise:
+    if gap < -limit:
         return FAILS
     return UNSURE
 
 
 def within_noise(a: Sample, b: Sample) -> str:
-    if a.n < 2 or b.n < 2:
+    limit = noise(a, b)
+    if limit is None:
         return UNSURE
-    noise = 2 * math.sqrt(a.std ** 2 / a.n + b.std ** 2 / b.n)
-    return HOLDS if abs(a.mean - b.mean) <= noise else FAILS
+    return HOLDS if abs(a.mean - b.mean) <= limit else FAILS
 
 
 def combine(verdicts: list[str]) -> str:

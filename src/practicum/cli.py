@@ -28,7 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
-    sub.add_parser("list", help="the built-in catalog of experiments")
+    p = sub.add_parser("list", help="the built-in catalog of experiments")
+    p.add_argument("--seed", help="only what reproduces this seed report (000, 002, 003, 004), with its bar "
+                                  "and the best finished result in the run store")
 
     p = sub.add_parser("run", help="run an experiment (catalog name or .toml file)")
     p.add_argument("experiment")
@@ -50,6 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, help="trials in parallel processes")
     p.add_argument("--quick", action="store_true", help="the small, fast form (for tests)")
     p.add_argument("--name", help="name of the sweep's record (default sweep-<experiment>)")
+
+    p = sub.add_parser("reproduce", help="regenerate a seed report: its numbers, figures and claims beside ours")
+    p.add_argument("seed", help="000, 002, 003, 004 or all")
+    p.add_argument("--plan", action="store_true", help="list the runs it needs, what is done, and how long the rest takes")
+    p.add_argument("--quick", action="store_true", help="the entries' and studies' quick forms, one seed (for CI)")
+    p.add_argument("--workers", type=int, default=1, help="runs in parallel processes")
+    p.add_argument("--no-probe", action="store_true", help="--plan: estimate from recorded runs only")
 
     p = sub.add_parser("compare", help="overlay runs' curves and tabulate their final metrics")
     p.add_argument("runs", nargs="+", help="run ids, id prefixes or run directories")
@@ -92,6 +101,8 @@ def cmd_list(args) -> int:
     from practicum.config import ALIASES, catalog, read_toml
 
     entries = catalog()
+    if args.seed:
+        return list_seed(args.seed, entries)
     width = max(map(len, [*entries, *ALIASES]), default=0)
     for alias, target in ALIASES.items():
         print(f"{alias:<{width}}  = {target}: {read_toml(entries[target]).get('description', '')}")
@@ -99,6 +110,40 @@ def cmd_list(args) -> int:
         raw = read_toml(path)
         seed = f"[seed {raw['seed_report']}] " if raw.get("seed_report") else ""
         print(f"{name:<{width}}  {seed}{raw.get('description', '')}")
+    return 0
+
+
+def list_seed(seed: str, entries: dict) -> int:
+    """The entries and studies of one seed report: the bar each row holds, and the best finished
+    result in the store (any seed) beside it."""
+    from practicum.config import read_toml
+    from practicum.reproduce import SEEDS
+    from practicum.store import Index
+
+    if seed not in SEEDS:
+        raise UsageError(f"list --seed {seed}: use one of {', '.join(SEEDS)}")
+    index = Index()
+    rows = []
+    for name, path in entries.items():
+        raw = read_toml(path)
+        numbers = [r for r in raw.get("reproduces", []) if r.get("seed") == seed]
+        if raw.get("seed_report") != seed and not numbers:
+            continue
+        if raw.get("kind") == "study":
+            rows.append((name, "study", "", ""))
+            continue
+        runs = [r for r in index.list(name) if r.status == "finished"]
+        for r in numbers or [{"what": raw.get("description", ""), "metric": raw.get("expect", {}).get("metric", ""),
+                              "value": None}]:
+            metric = r["metric"]
+            found = [x.summary[metric] for x in runs if isinstance(x.summary.get(metric), (int, float))]
+            lower = r.get("higher_is_better") is False
+            best = (min if lower else max)(found) if found else None
+            bar = f"{metric} {'<=' if lower else '>='} {r['value']:.4g}" if r.get("value") is not None else metric
+            rows.append((name, r["what"][:60], bar, f"best {best:.4f} ({len(found)} run(s))" if found else "not run"))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)] if rows else [0, 0, 0]
+    for row in rows:
+        print("  ".join(str(x).ljust(w) for x, w in zip(row, [*widths, 0])).rstrip())
     return 0
 
 
@@ -162,6 +207,31 @@ def export_trials(plan, index, tb_dir) -> None:
         done = [r for r in index.by_hash(t.config_hash) if r.status == "finished"]
         if done:
             export_run(done[-1], {**t.point, "seed": t.seed}, tb_dir)
+
+
+def cmd_reproduce(args) -> int:
+    from practicum import reproduce
+    from practicum.report.reproduction import write_reproduction_report
+    from practicum.store import Index
+
+    seeds = reproduce.SEEDS if args.seed == "all" else (args.seed,)
+    for seed in seeds:
+        index = Index()
+        plan = reproduce.plan(seed, quick=args.quick, index=index)
+        if args.plan:
+            reproduce.estimate(plan, index, probe=not args.no_probe)
+            print(reproduce.format_plan(plan))
+            continue
+        log = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
+        counts = reproduce.run(plan, workers=args.workers, log=log)
+        plan = reproduce.plan(seed, quick=args.quick, index=index)  # what is finished now
+        out = reproduce.reproductions_dir() / (seed + ("-quick" if args.quick else ""))
+        md, html = write_reproduction_report(plan, out, index)
+        print(f"reproduction {seed}: {counts['total']} runs, {counts['skipped']} already finished, {counts['ran']} ran, "
+              f"{counts['failed']} failed\nreport: {md}\n        {html}")
+        if counts["failed"]:
+            return 1
+    return 0
 
 
 def cmd_compare(args) -> int:
@@ -281,7 +351,7 @@ def cmd_data(args) -> int:
     return 0
 
 
-COMMANDS = {"list": cmd_list, "run": cmd_run, "sweep": cmd_sweep, "compare": cmd_compare, "runs": cmd_runs,
+COMMANDS = {"list": cmd_list, "run": cmd_run, "sweep": cmd_sweep, "reproduce": cmd_reproduce, "compare": cmd_compare, "runs": cmd_runs,
             "report": cmd_report, "new": cmd_new, "export": cmd_export, "data": cmd_data}
 
 

@@ -201,12 +201,14 @@ def pending(p: Plan, index: Index) -> list[Trial]:
     return [t for t in p.trials if not any(r.status == "finished" for r in index.by_hash(t.config_hash))]
 
 
-def run_plan(p: Plan, workers: int = 1, log=print) -> dict:
-    """Run what is missing. Returns counts: total, skipped (already finished), ran, failed."""
+def run_plan(p: Plan, workers: int = 1, log=print, record: bool = True) -> dict:
+    """Run what is missing. Returns counts: total, skipped (already finished), ran, failed.
+    ``record``: keep the plan as a study (studies/<name>/study.json) for its report."""
     index = Index()
     todo = pending(p, index)
     counts = {"total": len(p.trials), "skipped": len(p.trials) - len(todo), "ran": 0, "failed": 0}
-    save_study_record(p)
+    if record:
+        save_study_record(p)
     log(f"{p.name}: {counts['total']} trials, {counts['skipped']} already finished, "
         f"{len(todo)} to run with {workers} worker(s)")
     if workers <= 1:

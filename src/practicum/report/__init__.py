@@ -32,6 +32,9 @@ def run_document(record: RunRecord) -> Document:
     duration = f"{record.duration:.1f} s" if record.duration is not None else "?"
     doc.add(Paragraph(f"Status: {record.status}. Duration: {duration}. Config hash: {record.config_hash}."),
             Heading("Reproduce"), Code(record.command or f"practicum run {run_dir / 'config.toml'}", "bash"))
+    references = reference_lines(run_dir, summary)
+    if references:
+        doc.add(Heading("Against the seed report"), *[Paragraph(line) for line in references])
     if summary:
         doc.add(Heading("Final metrics"),
                 Table(["metric", "value"], [[k, v] for k, v in sorted(summary.items())]))
@@ -56,6 +59,35 @@ def run_document(record: RunRecord) -> Document:
     if env_path.exists():
         doc.add(Heading("Environment"), Code(json.dumps(fileio.read_json(env_path), indent=2), "json"))
     return doc
+
+
+def reference_lines(run_dir: Path, summary: dict) -> list[str]:
+    """'seed 000 §3 reports 99.17 % (LeNet-5, 10 epochs); this run: 99.20 % ✓' for every number the
+    run's experiment declares it reproduces (its config.toml keeps the declarations)."""
+    from practicum.config import read_toml
+
+    path = run_dir / "config.toml"
+    lines = []
+    for r in (read_toml(path).get("reproduces", []) if path.exists() else []):
+        ours = summary.get(r["metric"])
+        if not isinstance(ours, (int, float)):
+            lines.append(f"{r['source']} reports {show(r['value'], r['metric'])} ({r['what']}); this run has no "
+                         f"{r['metric']}.")
+            continue
+        better = ours >= r["value"] if r.get("higher_is_better", True) else ours <= r["value"]
+        low, high = r.get("range") or (None, None)
+        inside = low is not None and low <= ours <= high
+        mark = "✓" if better or inside else "✗"
+        shown = show(r["value"], r["metric"]) if low is None else f"{show(low, r['metric'])}–{show(high, r['metric'])}"
+        lines.append(f"{r['source']} reports {shown} ({r['what']}); this run: {show(ours, r['metric'])} {mark}")
+    return lines
+
+
+def show(value: float, metric: str) -> str:
+    """Accuracies as percentages, as the seed reports print them; anything else with 4 digits."""
+    if "accuracy" in metric and 0 <= value <= 1:
+        return f"{100 * value:.2f} %"
+    return f"{value:.4g}"
 
 
 def write_run_report(record: RunRecord) -> tuple[Path, Path]:

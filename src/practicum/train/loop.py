@@ -48,6 +48,19 @@ class Diverged(PracticumError):
     """The loss became NaN or infinite: the run stops (exit 1) and keeps its last good checkpoint."""
 
 
+class ProbeDone(PracticumError):
+    """``PRACTICUM_PROBE_STEPS=N``: the run timed N training steps and stops (``practicum reproduce
+    --plan`` estimates a run's length this way, in a scratch run store)."""
+
+    exit_code = 3
+
+
+def probe_steps() -> int:
+    import os
+
+    return int(os.environ.get("PRACTICUM_PROBE_STEPS", "0"))
+
+
 @dataclass
 class FitConfig:
     epochs: int
@@ -156,6 +169,7 @@ def fit(model: nn.Module, opt: torch.optim.Optimizer, sched, objective: Objectiv
         save_state(last_path, model, opt, sched, train, objective, state, run, rec)
 
     lr = opt.param_groups[0]["lr"]
+    probe, probe_start, fit_start = probe_steps(), None, time.perf_counter()
     try:
         while state.epoch < cfg.epochs and not state.stopped_early:
             if state.order is None:
@@ -176,6 +190,11 @@ def fit(model: nn.Module, opt: torch.optim.Optimizer, sched, objective: Objectiv
                 state.step, state.position = state.step + 1, state.position + 1
                 accumulate(state, s, cfg, lr, steps)
                 bar.update()
+                if probe:  # time `probe` steps after two of warm-up, report and stop
+                    if state.step == 2:
+                        probe_start = time.perf_counter()
+                    elif probe_start is not None and state.step == 2 + probe:
+                        report_probe(probe, probe_start, fit_start, cfg.epochs * steps)
                 if state.position == steps:
                     break  # the epoch end below logs, evaluates and checkpoints
                 if log_steps and state.step % log_steps == 0:
@@ -208,6 +227,15 @@ def fit(model: nn.Module, opt: torch.optim.Optimizer, sched, objective: Objectiv
     save()
     run.scope_start = run.metrics_position()
     return state
+
+
+def report_probe(steps: int, start: float, fit_start: float, total_steps: int) -> None:
+    import json
+
+    now = time.perf_counter()
+    print("probe: " + json.dumps({"seconds_per_step": (now - start) / steps, "total_steps": total_steps,
+                                  "seconds": now - fit_start}), file=sys.stderr, flush=True)
+    raise ProbeDone(f"probe done after {steps + 2} steps")
 
 
 def record_compute(run, device: torch.device, dtype) -> None:
