@@ -185,3 +185,64 @@ def test_the_quickstart_notebook_runs_in_a_jupyter_kernel(home):
     assert any("<iframe" in h and "Final metrics" in h for h in html)  # the report, inline
     assert not any(o.get("output_type") == "error" for outs in outputs.values() for o in outs)
     assert sorted(practicum.runs()["experiment"]) == ["mnist-lenet", "mnist-lenet"]
+
+
+LM = textwrap.dedent("""\
+    import torch
+    from torch import nn
+
+    class TinyGRU(nn.Module):
+        def __init__(self, vocab_size, hidden, layers=1, dropout=0.0):
+            super().__init__()
+            self.embed = nn.Embedding(vocab_size, 8)
+            self.rnn = nn.GRU(8, hidden, layers, batch_first=True)
+            self.out = nn.Linear(hidden, vocab_size)
+            self.layers, self.hidden = layers, hidden
+
+        def begin_state(self, batch_size):
+            return torch.zeros(self.layers, batch_size, self.hidden, device=self.out.weight.device)
+
+        def forward(self, X, state=None):
+            Y, state = self.rnn(self.embed(X), state)
+            return self.out(Y), state
+    """)
+TEXT = textwrap.dedent("""\
+    import torch
+    from torch import nn
+
+    class MeanBag(nn.Module):
+        def __init__(self, vocab_size, embed, pad):
+            super().__init__()
+            self.embedding = nn.Embedding(vocab_size, embed, padding_idx=pad)
+            self.out = nn.Linear(embed, 2)
+
+        def forward(self, ids, lengths):
+            mask = (torch.arange(ids.shape[1])[None] < lengths[:, None]).float()[..., None]
+            return self.out((self.embedding(ids) * mask).sum(1) / lengths[:, None].float())
+    """)
+
+
+def test_your_own_language_model_and_text_classifier(cli, home, tmp_path, monkeypatch):
+    (tmp_path / "my_lm.py").write_text(LM)
+    (tmp_path / "my_text.py").write_text(TEXT)
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli("run", "lm-timemachine", "--quick", "--no-report", "-o", 'model.names=["my_lm.py:TinyGRU", "gru"]')
+    assert code == 0, err
+    lm = practicum.runs(experiment="lm-timemachine").iloc[-1]
+    assert lm["val/perplexity_TinyGRU"] > 1 and lm["val/perplexity_gru"] > 1
+    code, _, err = cli("run", "sentiment-rt-polarity", "--quick", "--no-report",
+                       "-o", 'train.variants=["custom-random", "custom-w2v"]', "-o", 'custom.name="my_text.py:MeanBag"',
+                       "-o", "embed.w2v_run=latest:none")  # no word2vec run here: the w2v variant must say so
+    assert code == 1 and "no finished run of 'none'" in err
+    code, _, err = cli("run", "sentiment-rt-polarity", "--quick", "--no-report",
+                       "-o", 'train.variants=["custom-random"]', "-o", 'custom.name="my_text.py:MeanBag"')
+    assert code == 0, err
+    assert 0 <= practicum.runs(experiment="sentiment-rt-polarity").iloc[-1]["test/accuracy_custom-random"] <= 1
+    before = load_experiment("lm-timemachine", ['model.names=["my_lm.py:TinyGRU"]']).config_hash()
+    (tmp_path / "my_lm.py").write_text(LM.replace("nn.Embedding(vocab_size, 8)", "nn.Embedding(vocab_size, 12)"))
+    assert load_experiment("lm-timemachine", ['model.names=["my_lm.py:TinyGRU"]']).config_hash() != before
+    code, _, err = cli("run", "lm-timemachine", "--quick", "-o", 'model.names=["my_lm.py:Nope"]')
+    assert code == 2 and "key 'model.names'" in err and "has no 'Nope'" in err
+    code, _, err = cli("run", "sentiment-rt-polarity", "--quick", "-o", 'train.variants=["custom-random"]',
+                       "-o", 'custom.name="my_text.py:MeanBag"', "-o", "custom.options={ width = 3 }")
+    assert code == 2 and "custom.options" in err and "rejects" in err

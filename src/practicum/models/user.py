@@ -8,8 +8,10 @@
 From Python a class or an instance is passed directly (``practicum.run("mnist-lenet", model=TinyNet)``);
 it is registered here under a ``python:`` name that lives as long as the process.
 
-The contract is a preset's: the constructor takes ``num_classes``, ``in_channels`` and
-``image_size`` (and the options); ``forward`` maps a float batch (B, C, H, W) to logits (B, K).
+The contract is the practical's. An image classifier's is a preset's: the constructor takes
+``num_classes``, ``in_channels`` and ``image_size`` (and the options); ``forward`` maps a float batch
+(B, C, H, W) to logits (B, K). A language model (practicals/language_model.py) and a text classifier
+(practicals/sentiment.py) state theirs in their docstrings.
 The model's source joins the run's identity (the file's bytes, the module's file, or the class's
 source text; an instance adds its initial weights), so editing the model makes a new run.
 Every mistake is a ValueError with one line naming the file and what is wrong; the config loader
@@ -45,17 +47,22 @@ class UserModel:
     def cls(self) -> type:
         return self.target if isinstance(self.target, type) else type(self.target)
 
-    def check_options(self, **kwargs) -> None:
-        """The constructor accepts these keyword arguments (without building anything)."""
+    def check_options(self, contract=("num_classes", "in_channels", "image_size"), key: str = "model.options",
+                      methods: tuple[str, ...] = (), **kwargs) -> None:
+        """The constructor accepts these keyword arguments (without building anything); the class
+        has the ``methods`` the practical calls. ``contract``: the arguments the practical passes."""
+        for method in methods:
+            if not callable(getattr(self.cls, method, None)):
+                raise ValueError(f"{self.where}: {self.cls.__name__} has no method {method}() (the practical calls it)")
         if not isinstance(self.target, type):
-            if set(kwargs) - {"num_classes", "in_channels", "image_size"}:
-                raise ValueError(f"{self.where}: an instance takes no model.options")
+            if set(kwargs) - set(contract):
+                raise ValueError(f"{key}: {self.where}: an instance takes no options")
             return
         try:
             inspect.signature(self.target).bind(**kwargs)
         except TypeError as e:
             params = ", ".join(p for p in inspect.signature(self.target).parameters if p != "self")
-            raise ValueError(f"model.options: {self.where}: {self.cls.__name__}({params}) rejects "
+            raise ValueError(f"{key}: {self.where}: {self.cls.__name__}({params}) rejects "
                              f"({', '.join(f'{k}=' for k in kwargs)}): {e}") from None
 
     def build(self, **kwargs):
@@ -72,6 +79,13 @@ REGISTERED: dict[str, UserModel] = {}
 
 def is_user_model(name: str) -> bool:
     return ":" in name
+
+
+def short_name(name: str) -> str:
+    """What a report calls a model: a preset's name, or your class's (``/x/my_nets.py:TinyNet`` -> ``TinyNet``)."""
+    if not is_user_model(name):
+        return name
+    return name.rsplit(":", 1)[1].split("#")[0].rsplit(".", 1)[-1]
 
 
 def _sha(data: bytes) -> str:

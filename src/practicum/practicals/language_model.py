@@ -42,7 +42,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from practicum import fileio
 from practicum.config import Experiment, Section
@@ -51,6 +51,7 @@ from practicum.data.text import Vocab, lm_corpus
 from practicum.errors import UsageError
 from practicum.metrics.perplexity import Perplexity, PerplexityRecorder, perplexity
 from practicum.models import count_parameters
+from practicum.registry import nearest
 from practicum.models.rnn import (MODELS, build_lm, detach_state, grad_clipping, hidden_for_budget, lm_parameters,
                                   predict)
 from practicum.train import checkpoint, config, ddp
@@ -80,13 +81,34 @@ class Model(Section):
 
     @field_validator("names")
     @classmethod
-    def _known(cls, names: list[str]) -> list[str]:
+    def _known(cls, names: list[str], info: ValidationInfo) -> list[str]:
+        from practicum.models import user
+        from practicum.practicals.classify import base_dirs
+
+        out = []
         for n in names:
-            if n not in MODELS:
-                raise ValueError(f"unknown model '{n}': use {', '.join(MODELS)}")
-        if len(set(names)) != len(names):
+            if user.is_user_model(n):  # your own: see USER_CONTRACT
+                model = user.resolve(n, base_dirs(info))
+                model.check_options(contract=USER_CONTRACT, key="model.names", methods=("begin_state",),
+                                    vocab_size=2, hidden=2, layers=1, dropout=0.0)
+                n = model.name
+            elif n not in MODELS:
+                raise ValueError(f"unknown model '{n}'{nearest(n, MODELS)}: use {', '.join(MODELS)} or 'file.py:Class'")
+            out.append(n)
+        if len(set(out)) != len(out):
             raise ValueError("a model is listed twice")
-        return names
+        return out
+
+    def resolved(self) -> dict:
+        from practicum.models import user
+
+        return {n: user.resolve(n, []).identity() for n in self.names if user.is_user_model(n)}
+
+
+# Your own language model in model.names ("my_lm.py:MyLM"): built as
+# MyLM(vocab_size=V, hidden=H, layers=L, dropout=p); forward(X (B, T) ids, state or None) returns
+# (logits (B, T, V), state); begin_state(batch_size) gives the zero state (for the samples).
+USER_CONTRACT = ("vocab_size", "hidden", "layers", "dropout")
 
 
 class Optim(config.Optim):
@@ -131,8 +153,16 @@ def widths(cfg: Config, vocab_size: int) -> dict[str, int]:
     if not m.equal_params:
         return {n: m.hidden for n in m.names}
     budget = lm_parameters("rnn", vocab_size, m.hidden, m.layers)
-    return {n: hidden_for_budget(n, vocab_size, budget, 1 if n == "rnn_scratch" else m.layers)
-            for n in m.names}
+    return {n: m.hidden if n not in MODELS  # your own model: its width as given
+            else hidden_for_budget(n, vocab_size, budget, 1 if n == "rnn_scratch" else m.layers) for n in m.names}
+
+
+def build(name: str, vocab_size: int, width: int, m) -> torch.nn.Module:
+    from practicum.models import user
+
+    if user.is_user_model(name):
+        return user.resolve(name, []).build(vocab_size=vocab_size, hidden=width, layers=m.layers, dropout=m.dropout)
+    return build_lm(name, vocab_size, width, m.layers, m.dropout)
 
 
 def sample_epochs(cfg: Config) -> list[int]:
@@ -181,8 +211,11 @@ def train_model(name: str, width: int, cfg: Config, train_ids, val_ids, vocab: V
     """One model, one ``fit`` on its scope of the run (resumed, or skipped when it is done)."""
     t, o, d = cfg.train, cfg.optim, cfg.data
     world, rank = ddp.world_size(), ddp.rank()
+    from practicum.models.user import short_name
+
     checkpoint.seed_everything(cfg.seed)  # every model starts from the seed and sees the same batches
-    model = build_lm(name, len(vocab), width, cfg.model.layers, cfg.model.dropout).to(device)
+    model = build(name, len(vocab), width, cfg.model).to(device)
+    name = short_name(name)  # your own model is called by its class from here on
     if rank:
         torch.manual_seed(cfg.seed + 1_000_003 * rank)  # dropout: a different stream per rank
     gen = torch.Generator().manual_seed(cfg.seed)  # offsets and the random order
@@ -240,7 +273,9 @@ def run(cfg: Config, run) -> dict:
             "train": [0, cut], "val": [cut, len(ids)]})
         fileio.write_json(run.artifact_path("vocab.json"), vocab.to_json())
 
-    results = [train_model(name, w, cfg, train_ids, val_ids, vocab, run.scope(name), device)
+    from practicum.models.user import short_name
+
+    results = [train_model(name, w, cfg, train_ids, val_ids, vocab, run.scope(short_name(name)), device)
                for name, w in widths(cfg, len(vocab)).items()]
 
     run.write_table("1_models", ["model", "hidden", "parameters", "train ppl (last)", "val ppl (last)",
@@ -251,7 +286,7 @@ def run(cfg: Config, run) -> dict:
                     f"{len(vocab)}, {d.sampler} batches {o.batch_size}x{d.num_steps}, {o.name} lr "
                     f"{o.lr}, clip {o.grad_clip}, {t.epochs} epochs"
                     + (" (equal parameter counts)" if cfg.model.equal_params else ""))
-    sample_rows = sorted((s for r in results for s in r["samples"]), key=lambda s: (s[0], cfg.model.names.index(s[1])))
+    sample_rows = sorted((s for r in results for s in r["samples"]), key=lambda s: (s[0], [short_name(n) for n in cfg.model.names].index(s[1])))
     run.write_table("2_samples", ["epoch", "model", "prefix", "greedy", f"sampled (T={cfg.sample.temperature})"],
                     sample_rows, f"text from fixed prefixes ({cfg.sample.length} {d.token}s; seed {cfg.seed})")
     if ddp.is_main():

@@ -39,15 +39,16 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from practicum import fileio
 from practicum.config import Experiment, Section
 from practicum.data.text import Vocab, pad_batch, read_imdb_tiny, read_rt_polarity, split_indices, splits_record
 from practicum.errors import PracticumError, UsageError
+from practicum.registry import nearest
 from practicum.train import config
 
 VARIANTS = ("textcnn-random", "textcnn-w2v", "bilstm-random", "bilstm-w2v")
@@ -88,17 +89,52 @@ class Optim(config.Optim):
 
 
 class Train(config.Train):
-    variants: list[str] = Field(list(VARIANTS), min_length=1)
+    variants: list[str] = Field(list(VARIANTS), min_length=1, description="<arch>-<init>: arch textcnn, bilstm "
+                                "or custom ([custom], your own), init random or w2v")
 
     @field_validator("variants")
     @classmethod
     def _known(cls, names):
+        valid = [*VARIANTS, "custom-random", "custom-w2v"]
         for n in names:
-            if n not in VARIANTS:
-                raise ValueError(f"unknown variant '{n}': use {', '.join(VARIANTS)}")
+            if n not in valid:
+                raise ValueError(f"unknown variant '{n}'{nearest(n, valid)}: use {', '.join(valid)}")
         if len(set(names)) != len(names):
             raise ValueError("a variant is listed twice")
         return names
+
+
+class Custom(Section):
+    """Your own text classifier, trained as the ``custom-random`` / ``custom-w2v`` variants.
+
+    Built as ``Class(vocab_size=V, embed=E, pad=index of <pad>, **options)``; it has an
+    ``embedding`` (``nn.Embedding(V, E)``, which a w2v variant initialises) and ``forward(ids (B, T),
+    lengths (B,))`` returns logits (B, 2). Kim's max-norm applies to its ``out`` Linear if it has one."""
+
+    name: str | None = Field(None, description="'my_text.py:MyNet' (beside the experiment file) or 'module:MyNet'")
+    options: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of its constructor")
+
+    @field_validator("name")
+    @classmethod
+    def _found(cls, name: str | None, info: ValidationInfo) -> str | None:
+        from practicum.models import user
+        from practicum.practicals.classify import base_dirs
+
+        return None if name is None else user.resolve(name, base_dirs(info)).name  # the file, absolute
+
+    @model_validator(mode="after")
+    def _options_fit(self):
+        from practicum.models import user
+
+        if self.name:
+            user.resolve(self.name, []).check_options(contract=("vocab_size", "embed", "pad"), key="custom.options",
+                                                      vocab_size=2, embed=2, pad=0, **self.options)
+        return self
+
+    def resolved(self) -> dict:
+        from practicum.models import user
+
+        return user.resolve(self.name, []).identity() if self.name else {}
 
 
 DDP = True  # on the shared fit loop: runs under --nproc N and torchrun
@@ -111,8 +147,15 @@ class Config(Experiment):
     embed: Embed = Embed()
     textcnn: TextCNNSpec = TextCNNSpec()
     bilstm: BiLSTMSpec = BiLSTMSpec()
+    custom: Custom = Custom()
     optim: Optim = Optim()
     train: Train = Train()
+
+    @model_validator(mode="after")
+    def _custom_named(self):
+        if any(v.startswith("custom-") for v in self.train.variants) and not self.custom.name:
+            raise ValueError("train.variants has a custom variant: name your model in custom.name ('my_text.py:MyNet')")
+        return self
 
 
 # -- data ---------------------------------------------------------------------------------------
@@ -226,7 +269,8 @@ def objective(max_norm: float | None):
 
     @torch.no_grad()
     def renorm(model) -> None:  # each class's weight row (2, F) back to norm <= s
-        model.out.weight.renorm_(2, 0, max_norm)
+        if isinstance(getattr(model, "out", None), torch.nn.Linear):  # your own model may have none
+            model.out.weight.renorm_(2, 0, max_norm)
 
     return Objective(step, lambda: {"accuracy": MulticlassAccuracy(2, average="micro")},
                      after_step=renorm if max_norm else None)
@@ -246,7 +290,13 @@ def train_variant(variant: str, cfg: Config, arrays: dict, vocab: Vocab, w2v, ru
     t, o = cfg.train, cfg.optim
     world, rank = ddp.world_size(), ddp.rank()
     torch.manual_seed(cfg.seed)  # the same start for both inits of an architecture
-    model = build_classifier(arch, len(vocab), cfg.embed.dim, pad=vocab["<pad>"], **getattr(cfg, arch).model_dump())
+    if arch == "custom":
+        from practicum.models import user
+
+        model = user.resolve(cfg.custom.name, []).build(vocab_size=len(vocab), embed=cfg.embed.dim, pad=vocab["<pad>"],
+                                                        **cfg.custom.options)
+    else:
+        model = build_classifier(arch, len(vocab), cfg.embed.dim, pad=vocab["<pad>"], **getattr(cfg, arch).model_dump())
     coverage = init_embedding(model, vocab, w2v if init == "w2v" else None)
     model.embedding.weight.requires_grad_(not cfg.embed.freeze)
     model = model.to(device)
@@ -336,7 +386,7 @@ def run(cfg: Config, run) -> dict:
                     "train acc: mean over the last epoch's batches" + (f"; word2vec run {w2v_id}" if w2v_id else ""))
     se = 2 * math.sqrt(2 * 0.25 / n_test)  # ~2 standard errors of a difference of two accuracies
     verdicts = []
-    for arch in ("textcnn", "bilstm"):
+    for arch in ("textcnn", "bilstm", "custom"):
         acc = {r["init"]: r["summary"]["test/accuracy"] for r in results if r["arch"] == arch}
         if {"random", "w2v"} <= set(acc):
             gain = acc["w2v"] - acc["random"]
