@@ -88,3 +88,23 @@ def test_threads_default_to_the_machine_and_are_shared_by_sweep_workers(home):
     assert out.returncode == 0, out.stderr
     last = max(runs_of(home), key=lambda r: r["started"])
     assert json.loads((Path(last["dir"]) / "env.json").read_text())["threads"]["torch"] == 1
+
+
+def test_every_image_entry_logs_at_least_50_training_points():
+    """Curves that show training, whatever the run's length (a one-epoch run once drew one point)."""
+    import math
+
+    from practicum.config import catalog, load_experiment
+    from practicum.train.loop import CURVE_POINTS
+
+    for name in catalog():
+        try:
+            cfg = load_experiment(name)
+        except Exception:  # a study file
+            continue
+        if cfg.task not in ("classify", "multilabel") or cfg.task == "multilabel" and cfg.data.train_limit is None:
+            continue
+        n = (cfg.data.train_limit or 60_000) - cfg.data.val_size
+        steps = cfg.train.epochs * math.ceil(n / cfg.optim.batch_size)
+        log_steps = cfg.train.log_steps if cfg.train.log_steps is not None else max(1, steps // CURVE_POINTS)
+        assert log_steps and steps // log_steps >= 50, f"{name}: {steps // log_steps} points"
