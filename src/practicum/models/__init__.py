@@ -4,7 +4,7 @@ One file per family, each with a ``PRESETS`` table (name -> constructor argument
 
     mlp.py     softmax, mlp, mlp2                        (28x28)
     cnn2.py    cnn2, cnn2-sigmoid, cnn2-deep             (28x28)
-    lenet.py   lenet5 (32x32), lenet5-28, lenet-d2l, lenet-bn (28x28)
+    lenet.py   lenet5 (32x32), lenet5-28, lenet-d2l, lenet-bn, lenet-bn-scratch (28x28)
     vgg.py     vgg11, vgg11-bn, vgg11-slim               (28x28; 224x224 works too)
     resnet.py  resnet18, resnet18-slim (28x28), resnet18-imagenet (224x224), resnet18-d2l (96x96)
     vit.py     vit, vit-noscale                          (28x28)

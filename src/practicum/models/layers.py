@@ -1,4 +1,4 @@
-"""What more than one model family shares: the activation registry and a size check.
+"""What more than one model family shares: the activation and initialisation registries and a size check.
 
 Every family that has an ``activation`` option builds it with ``make_activation(name)``, so a
 sweep over activations (seed 002: relu vs sigmoid; seed 000: sigmoid vs relu) is one config key
@@ -23,6 +23,22 @@ ACTIVATIONS.register("leaky_relu", nn.LeakyReLU)  # negative slope 0.01
 def make_activation(name: str) -> nn.Module:
     """A fresh activation module by name; an unknown name is a UsageError naming the nearest."""
     return ACTIVATIONS[name]()
+
+
+# Weight initialisations by name (biases keep torch's default); "default" leaves torch's own
+# (kaiming_uniform_ with a = sqrt(5): U(-1/sqrt(fan_in), 1/sqrt(fan_in)), variance 1/(3 fan_in)).
+INITS: Registry = Registry("initialisation")
+INITS.register("default", lambda w: None)
+INITS.register("xavier", nn.init.xavier_uniform_)  # U(-a, a), a = sqrt(6 / (fan_in + fan_out))
+INITS.register("kaiming", lambda w: nn.init.kaiming_uniform_(w, nonlinearity="relu"))  # variance 2 / fan_in
+
+
+def init_weights(model: nn.Module, name: str) -> None:
+    """Re-initialise the weight of every Linear and Conv2d of ``model`` by ``INITS[name]``."""
+    fn = INITS[name]
+    for m in model.modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d)):
+            fn(m.weight)
 
 
 def check_feature_size(size: int, model: str, image_size: int, minimum: int = 1) -> None:

@@ -16,17 +16,21 @@ parameters, so we keep the conv's parameters and compute it as that matrix produ
 conv and after F6, before the sigmoid. D2L's BN-LeNet drops the first conv's padding (its C5 is
 Linear(256, 120) on a 4x4 map); ours keeps lenet-d2l's layout, so C5 sees 5x5 (Linear(400, 120)
 as a conv) and the BatchNorm on C5's (B, 120, 1, 1) output is D2L's BatchNorm1d(120).
+
+``lenet-bn-scratch`` is the same network with the batch normalisation written out
+(models/batchnorm.py, d2l's ``BatchNorm(num_features, num_dims)``): DIDL-PT 5.10's scratch BN-LeNet.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Literal, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from practicum.errors import UsageError
+from practicum.models.batchnorm import BatchNorm
 from practicum.models.layers import check_feature_size, make_activation
 
 POOLS = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}
@@ -61,7 +65,7 @@ class LeNet(nn.Module):
         activation: str = "relu",
         padding: int = 0,
         pools: Sequence[str] = ("max", "avg"),
-        batch_norm: bool = False,
+        batch_norm: bool | Literal["scratch"] = False,
     ):
         super().__init__()
         if len(pools) != 2:
@@ -73,11 +77,18 @@ class LeNet(nn.Module):
         self.conv3 = FullConv2d(16, 120, kernel_size=5)  # C5
         self.fc1 = nn.Linear(120 * self._c5_size(image_size, padding) ** 2, 84)  # F6
         self.fc2 = nn.Linear(84, num_classes)
-        # BatchNorm before each activation (D2L 8.5); Identity without it, so the plain presets'
-        # state dicts keep their keys.
-        norm = lambda c, bn: bn(c) if batch_norm else nn.Identity()
-        self.bn1, self.bn2 = norm(6, nn.BatchNorm2d), norm(16, nn.BatchNorm2d)
-        self.bn3, self.bn4 = norm(120, nn.BatchNorm2d), norm(84, nn.BatchNorm1d)
+        # BatchNorm before each activation (D2L 8.5): torch's (True) or the scratch one ("scratch");
+        # Identity without it, so the plain presets' state dicts keep their keys.
+        if batch_norm not in (False, True, "scratch"):
+            raise UsageError(f"lenet: batch_norm is true, false or 'scratch', got {batch_norm!r}")
+
+        def norm(c: int, dims: int) -> nn.Module:  # dims 4 after a conv, 2 after a Linear
+            if batch_norm == "scratch":
+                return BatchNorm(c, num_dims=dims)
+            return (nn.BatchNorm2d if dims == 4 else nn.BatchNorm1d)(c) if batch_norm else nn.Identity()
+
+        self.bn1, self.bn2 = norm(6, 4), norm(16, 4)
+        self.bn3, self.bn4 = norm(120, 4), norm(84, 2)
         # One module per use, so hooks and printouts show every activation.
         self.act1, self.act2, self.act3, self.act4 = (make_activation(activation) for _ in range(4))
 
@@ -102,4 +113,6 @@ PRESETS = {
     "lenet5-28": dict(image_size=28, padding=2),  # same layers, MNIST's own 28x28
     "lenet-d2l": dict(image_size=28, padding=2, activation="sigmoid", pools=["avg", "avg"]),
     "lenet-bn": dict(image_size=28, padding=2, activation="sigmoid", pools=["avg", "avg"], batch_norm=True),
+    "lenet-bn-scratch": dict(image_size=28, padding=2, activation="sigmoid", pools=["avg", "avg"],
+                             batch_norm="scratch"),
 }

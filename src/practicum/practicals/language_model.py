@@ -256,11 +256,17 @@ def train_model(name: str, width: int, cfg: Config, train_ids, val_ids, vocab: V
     return result
 
 
+def held_out_cut(n: int, val_fraction: float) -> int:
+    """Where the validation tail starts: tokens [0, cut) train, [cut, n) validate (the n-gram
+    practical cuts here too, so its perplexities are on the same text)."""
+    return int(n * (1 - val_fraction))
+
+
 def run(cfg: Config, run) -> dict:
     d, o, t = cfg.data, cfg.optim, cfg.train
     device = resolve_device(t.device)
     ids, vocab = lm_corpus(d.corpus, d.token, d.max_tokens)
-    cut = int(len(ids) * (1 - d.val_fraction))
+    cut = held_out_cut(len(ids), d.val_fraction)
     train_ids, val_ids = torch.from_numpy(ids[:cut]).to(device), torch.from_numpy(ids[cut:]).to(device)  # once
     probe = [LMLoader(train_ids, o.batch_size, d.num_steps, train=True), LMLoader(val_ids, 1, d.num_steps, train=False)]
     if not all(len(p) for p in probe):

@@ -142,9 +142,10 @@ def study_document(record: dict, index: Index, out_dir: Path) -> tuple[Document,
         fig = spread_figure(groups, name, figures / f"compare_{name}.png", f"{record['name']}: {name}")
         if fig:
             doc.add(Heading(f"Curves: {name}", 3), Image(fig, f"{name} per varied value, mean ± std over seeds"))
-    from practicum.report.multilabel import study_figures
+    from practicum.report import multilabel, stability
 
-    doc.add(*study_figures(groups, figures))  # multi-label runs: PR curves and their overlay
+    doc.add(*multilabel.study_figures(groups, figures))  # multi-label runs: PR curves and their overlay
+    doc.add(*stability.study_figures(groups, figures))  # runs that recorded per-layer gradient norms
     best = best_run(groups, metrics[0] if metrics else None)
     if best:
         imgs = classification_figures(best.dir, figures, f"best point ({best.id})")
