@@ -33,6 +33,8 @@ FIGURE_ONLY = {
     "detect-fruit": "003: D2L's banana detector has no mAP; ours is on fruit-detection-voc",
     "style-transfer": "003: no number", "cifar10-kaggle": "003: the full Kaggle data are not offline",
     "gan-2d": "003: no number", "dcgan-mnist": "003: no number",
+    "ngram-timemachine": "003 Task02: frequency tables, Zipf exponents, n-gram perplexities beside the RNNs'",
+    "ngram-jaychou": "003 Task02: as ngram-timemachine", "conv-scratch": "003 Task05: checked against torch",
 }
 
 
