@@ -120,3 +120,21 @@ def test_every_catalog_entry_is_valid_and_states_its_seed_and_band(name):
     assert cfg.seed_report, f"{name} must state the seed report it reproduces"
     assert cfg.expect.min is not None or cfg.expect.max is not None, f"{name} has no expected band"
     assert quick.expect.quick_min is not None, f"{name} has no band for its --quick form"
+
+
+def test_every_recorded_measurement_is_within_its_entrys_band():
+    """An entry's [expect] records what its full run measured (value, n, date): it must clear the
+    bar it states (the slow tests rerun the entries and hold the fresh result to the same bar)."""
+    from practicum.config import catalog
+
+    for name in catalog():
+        try:
+            cfg = load_experiment(name)
+        except UsageError:
+            continue  # a study file
+        m = cfg.expect.measured
+        if m is None:
+            continue
+        assert cfg.expect.min is None or m.value >= cfg.expect.min, f"{name}: measured {m.value} < {cfg.expect.min}"
+        assert cfg.expect.max is None or m.value <= cfg.expect.max, f"{name}: measured {m.value} > {cfg.expect.max}"
+        assert (m.n > 1) == (m.std is not None), f"{name}: a spread needs n > 1"
