@@ -389,3 +389,23 @@ def skipgram_examples(sentences: list[np.ndarray], max_window: int, num_noise: i
         "mask": np.concatenate([ctx_mask, noise_mask], 1).astype(np.float32),
         "labels": np.concatenate([np.ones_like(ctx_mask), np.zeros_like(noise_mask)], 1).astype(np.float32),
     }
+
+
+def cbow_examples(ex: dict[str, np.ndarray], max_window: int, num_noise: int) -> dict[str, np.ndarray]:
+    """CBOW examples from one ``skipgram_examples`` draw, so both models see the same windows and
+    noise: per center word, its context words predict it against ``num_noise`` noise words.
+
+    Returns ``contexts`` (N, 2W) and ``context_mask`` (N, 2W) (1 = a real context; every row has
+    one), ``targets`` (N, 1 + K) = the center word then the first K of its noise words (a center
+    with c contexts drew c K of them, so K always exist), and ``labels`` (N, 1 + K) = 1, 0, ..., 0."""
+    W2 = 2 * max_window
+    centers = ex["centers"]
+    noise = ex["contexts_negatives"][:, W2:W2 + num_noise]  # (N, K)
+    labels = np.zeros((len(centers), 1 + num_noise), np.float32)
+    labels[:, 0] = 1.0
+    return {
+        "contexts": ex["contexts_negatives"][:, :W2],
+        "context_mask": ex["mask"][:, :W2],
+        "targets": np.concatenate([centers[:, None], noise], 1),
+        "labels": labels,
+    }
