@@ -229,7 +229,7 @@ def embedding_tables(run, ev: Eval, W, vocab: Vocab) -> dict:
         else:  # a slice too small to hold the words (quick form): an explicit non-result
             summary[key + "_cosine"], summary[key + "_rank"] = -1.0, float(len(vocab))
     run.write_table("1_neighbours", ["query", f"{ev.neighbours} nearest by cosine", "expected"], rows,
-                    f"nearest words (center embeddings, {len(vocab)} words; d2l: chip -> microprocessor 0.70-0.77)")
+                    f"nearest words ({len(vocab)} words; d2l's skip-gram: chip -> microprocessor 0.70-0.77)")
 
     arows, top1, top5, asked = [], 0, 0, 0
     for item in ev.analogies:
