@@ -296,3 +296,269 @@ def test_glove_on_two_processes_writes_one_run_in_the_one_process_band(cli, home
     two, one = record["summary"], one["summary"]
     assert two["train/steps"] == one["train/steps"] and two["data/nonzeros"] == one["data/nonzeros"]
     assert abs(two["train/loss"] - one["train/loss"]) < 0.1 * one["train/loss"]
+
+
+# ---------------------------------------------------------------------------------------------
+# AutoAugment, RandAugment, AugMix: each operation on a known tensor and against PIL
+
+
+def pil(x: torch.Tensor):
+    """(C, H, W) in [0, 1] (multiples of 1/255) -> a PIL image."""
+    from PIL import Image
+
+    a = (x * 255).round().byte().permute(1, 2, 0).numpy()
+    return Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a)
+
+
+def from_pil(img) -> torch.Tensor:
+    a = torch.from_numpy(np.array(img)).float() / 255
+    return a[None] if a.ndim == 2 else a.permute(2, 0, 1)
+
+
+def random_images(B=4, C=3, H=9, W=11, seed=0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (B, C, H, W), generator=g).float() / 255
+
+
+def test_geometric_operations_on_known_tensors():
+    from practicum.data import autoaugment as A
+
+    x = torch.arange(1.0, 17).view(1, 1, 4, 4) / 16  # rows 1..4, 5..8, ...
+    right = A.translate_x(x, torch.tensor([1.0]))
+    assert torch.equal(right[0, 0, :, 1:], x[0, 0, :, :3]) and (right[0, 0, :, 0] == 0).all()
+    down = A.translate_y(x, torch.tensor([-2.0]), fill=0.5)  # up by two, grey below
+    assert torch.equal(down[0, 0, :2], x[0, 0, 2:]) and (down[0, 0, 2:] == 0.5).all()
+    assert torch.equal(A.rotate(x, torch.tensor([90.0])), torch.rot90(x, 1, (2, 3)))  # counter-clockwise
+    assert torch.equal(A.rotate(x, torch.tensor([-90.0])), torch.rot90(x, -1, (2, 3)))
+    assert torch.equal(A.rotate(x, torch.tensor([180.0])), x.flip(2).flip(3))
+    # shear 2: PIL's x_in = x_out + 2 y_out from the top-left corner, pixel centres at y + 0.5:
+    # row r reads the pixels 2 r + 1 to its right
+    sheared = A.shear_x(x, torch.tensor([2.0]))
+    for r in range(4):
+        k = 2 * r + 1
+        expect = torch.cat([x[0, 0, r, k:], torch.zeros(min(k, 4))])[:4]
+        assert torch.equal(sheared[0, 0, r], expect), r
+    assert torch.equal(A.shear_y(x.transpose(2, 3), torch.tensor([2.0])), sheared.transpose(2, 3))
+
+
+@pytest.mark.parametrize("op", ["ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate"])
+def test_geometric_operations_against_pil(op):
+    from PIL import Image
+
+    from practicum.data import autoaugment as A
+
+    x = random_images(3, 3, 12, 12)
+    m = {"ShearX": [0.25, -0.1, 0.3], "ShearY": [0.17, -0.3, 0.05], "TranslateX": [3.0, -5.0, 0.0],
+         "TranslateY": [-2.0, 4.0, 1.0], "Rotate": [90.0, -90.0, 180.0]}[op]
+    ours = A.OPS[op](x, torch.tensor(m))
+    for b, mb in enumerate(m):
+        affine = {"ShearX": (1, mb, 0, 0, 1, 0), "ShearY": (1, 0, 0, mb, 1, 0), "TranslateX": (1, 0, -mb, 0, 1, 0),
+                  "TranslateY": (1, 0, 0, 0, 1, -mb)}
+        img = pil(x[b])
+        ref = img.rotate(mb, Image.NEAREST) if op == "Rotate" else img.transform(img.size, Image.AFFINE, affine[op],
+                                                                                 Image.NEAREST)
+        same = (ours[b] - from_pil(ref)).abs() < 1e-6
+        assert same.float().mean() > 0.97, (op, mb)  # a tie of the nearest pixel may round the other way
+
+
+@pytest.mark.parametrize("op", ["AutoContrast", "Equalize", "Invert", "Posterize", "Solarize", "Brightness",
+                                "Color", "Contrast", "Sharpness"])
+def test_pixel_operations_against_pil(op):
+    from PIL import ImageEnhance, ImageOps
+
+    from practicum.data import autoaugment as A
+
+    x = random_images(4, 3, 9, 11) * 0.6 + 0.2  # not spanning [0, 1]: autocontrast has work to do
+    x = (x * 255).round() / 255
+    m = {"Posterize": [1.0, 3.0, 5.0, 8.0], "Solarize": [0.0, 77 / 255, 128 / 255, 1.0]}.get(op, [0.1, 0.5, 1.0, 1.9])
+    ours = A.OPS[op](x, torch.tensor(m))
+    for b, mb in enumerate(m):
+        img = pil(x[b])
+        ref = {"AutoContrast": lambda: ImageOps.autocontrast(img), "Equalize": lambda: ImageOps.equalize(img),
+               "Invert": lambda: ImageOps.invert(img), "Posterize": lambda: ImageOps.posterize(img, int(mb)),
+               "Solarize": lambda: ImageOps.solarize(img, round(mb * 255)),
+               "Brightness": lambda: ImageEnhance.Brightness(img).enhance(mb),
+               "Color": lambda: ImageEnhance.Color(img).enhance(mb),
+               "Contrast": lambda: ImageEnhance.Contrast(img).enhance(mb),
+               "Sharpness": lambda: ImageEnhance.Sharpness(img).enhance(mb)}[op]()
+        exact = op in ("Equalize", "Invert", "Posterize", "Solarize")
+        # PIL rounds to uint8 inside (the grey of Color and Contrast, the smoothed image): 2 levels
+        tol = 1e-6 if exact else 2.01 / 255
+        assert (ours[b] - from_pil(ref)).abs().max() <= tol, (op, mb)
+
+
+def test_pixel_operations_on_known_tensors():
+    from practicum.data import autoaugment as A
+
+    x = torch.tensor([0.0, 64, 128, 255]).view(1, 1, 1, 4) / 255
+    assert torch.equal(A.posterize(x, torch.tensor([1.0])) * 255, torch.tensor([0.0, 0, 128, 128]).view(1, 1, 1, 4))
+    assert torch.allclose(A.solarize(x, torch.tensor([0.5])) * 255, torch.tensor([0.0, 64, 127, 0]).view(1, 1, 1, 4))
+    assert torch.allclose(A.autocontrast(x[..., 1:3]), torch.tensor([0.0, 1.0]).view(1, 1, 1, 2))
+    flat = torch.full((1, 1, 2, 2), 0.3)
+    assert torch.equal(A.autocontrast(flat), flat) and torch.equal(A.equalize(flat), A.levels(flat).float() / 255)
+    # equalize of 2 x 2 levels {10, 10, 20, 30}: step = (4 - 1) // 255 = 0 -> unchanged
+    few = torch.tensor([10.0, 10, 20, 30]).view(1, 1, 2, 2) / 255
+    assert torch.equal(A.equalize(few), few)
+    # 510 pixels at level 0 and 510 at level 200 (+ one at 255): step = (1021 - 1) // 255 = 4,
+    # lut[0] = 2 // 4 = 0, lut[200] = (2 + 510) // 4 = 128, lut[255] = (2 + 1020) // 4 = 255
+    half = torch.cat([torch.zeros(510), torch.full((510,), 200.0), torch.tensor([255.0])]).view(1, 1, 1, 1021) / 255
+    assert set((A.equalize(half) * 255).round().unique().tolist()) == {0.0, 128.0, 255.0}
+    grey = torch.full((1, 3, 2, 2), 0.5)
+    assert torch.allclose(A.brightness(grey, torch.tensor([0.5])), torch.full_like(grey, 0.25))
+    assert torch.allclose(A.contrast(grey, torch.tensor([1.9])), grey)  # a flat image has no contrast to change
+    assert torch.allclose(A.color(grey, torch.tensor([0.0])), grey)
+    cut = A.cutout(torch.ones(2, 1, 6, 6), torch.tensor([[2, 2], [0, 5]]), 3, fill=0.0)
+    assert cut[0, 0, 1:4, 1:4].sum() == 0 and cut[0].sum() == 36 - 9
+    assert cut[1].sum() == 36 - 4  # clipped at the corner: 2 x 2 left
+
+
+def test_batched_operations_are_per_image_operations():
+    from practicum.data import autoaugment as A
+
+    x = random_images(6, 3, 10, 10)
+    which = torch.tensor([0, 3, 5, 10, 13, 5])  # Identity, TranslateX, Rotate, Posterize, Equalize, Rotate
+    m = torch.tensor([0.0, 2.0, 30.0, 3.0, 0.0, -15.0])
+    out = A.apply_ops(x, A.NAMES, which, m)
+    for b in range(6):
+        assert torch.equal(out[b:b + 1], A.OPS[A.NAMES[which[b]]](x[b:b + 1], m[b:b + 1])), b
+
+
+def replay_policy(x, gen_state, learned_on="imagenet"):
+    """AutoAugment one image at a time, with the draws the batched version makes."""
+    from practicum.data import autoaugment as A
+
+    g = torch.Generator()
+    g.set_state(gen_state)
+    table = A.AUTOAUGMENT[learned_on]
+    pick = torch.randint(len(table), (len(x),), generator=g)
+    u = torch.rand(len(x), 2, generator=g)
+    sign = torch.randint(0, 2, (len(x), 2), generator=g) * 2 - 1
+    out = []
+    for b in range(len(x)):
+        img = x[b:b + 1]
+        for step, (op, p, level) in enumerate(table[int(pick[b])]):
+            if u[b, step] <= p:
+                mag = A.magnitudes(op, torch.tensor([level / 9]), sign[b, step:step + 1].float(), 10, 10)
+                img = A.OPS[op](img, mag)
+        out.append(img)
+    return torch.cat(out)
+
+
+@pytest.mark.parametrize("learned_on", ["imagenet", "cifar10", "svhn"])
+def test_autoaugment_draws_one_sub_policy_per_image(learned_on):
+    from practicum.data import autoaugment as A
+
+    x = random_images(16, 3, 10, 10)
+    g = torch.Generator().manual_seed(3)
+    state = g.get_state()
+    out = A.autoaugment(x, g, learned_on)
+    assert torch.allclose(out, replay_policy(x, state, learned_on), atol=1e-6)  # conv2d sums by batch size
+    assert len(A.AUTOAUGMENT[learned_on]) == 25 and out.shape == x.shape and 0 <= out.min() and out.max() <= 1
+    g.set_state(state)
+    assert torch.equal(A.autoaugment(x, g, learned_on), out)  # a function of the generator's state
+
+
+def test_randaugment_magnitudes_and_draws():
+    from practicum.data import autoaugment as A
+
+    f, s = torch.tensor([9 / 30]), torch.tensor([1.0])
+    assert A.magnitudes("Posterize", f, s, 32, 32).item() == 7  # torchvision: 8 - round(9 / 7.5)
+    assert A.magnitudes("Solarize", f, s, 32, 32).item() == pytest.approx(0.7)  # 255 -> 178.5 of 255
+    assert A.magnitudes("TranslateX", f, -s, 32, 32).item() == -4  # int(150 / 331 * 32 * 0.3)
+    assert A.magnitudes("Rotate", f, s, 32, 32).item() == pytest.approx(9.0)
+    assert A.magnitudes("Color", f, -s, 32, 32).item() == pytest.approx(1 - 0.27)
+    x = random_images(8, 1, 10, 10)  # grey images: Color is the identity on them
+    g = torch.Generator().manual_seed(0)
+    state = g.get_state()
+    out = A.randaugment(x, g, num_ops=2, magnitude=9)
+    g2 = torch.Generator()
+    g2.set_state(state)
+    y = x
+    for _ in range(2):
+        which = torch.randint(len(A.RANDAUGMENT), (8,), generator=g2)
+        sign = torch.randint(0, 2, (8,), generator=g2).float() * 2 - 1
+        y = torch.cat([A.OPS[A.RANDAUGMENT[w]](y[b:b + 1], A.magnitudes(A.RANDAUGMENT[w], f, sign[b:b + 1], 10, 10))
+                       for b, w in enumerate(which.tolist())])
+    assert torch.allclose(out, y, atol=1e-6)  # Sharpness's conv2d may sum in another order for one image
+
+
+def test_augmix_mixes_chains_with_dirichlet_and_beta_weights():
+    from practicum.data import autoaugment as A
+
+    x = random_images(5, 3, 8, 8)
+    chains = [x.flip(3), 1 - x, x * 0.5]
+    w = torch.tensor([[1.0, 0, 0], [0, 1, 0], [0.2, 0.3, 0.5], [1 / 3, 1 / 3, 1 / 3], [0, 0, 1]])
+    m = torch.tensor([1.0, 1.0, 0.5, 0.0, 0.25])
+    out = A.augmix_mix(x, chains, w, m)
+    assert torch.allclose(out[0], x[0].flip(2)) and torch.allclose(out[1], 1 - x[1])
+    assert torch.allclose(out[2], 0.5 * x[2] + 0.5 * (0.2 * x[2].flip(2) + 0.3 * (1 - x[2]) + 0.25 * x[2]))
+    assert torch.equal(out[3], x[3])
+    assert torch.allclose(out[4], 0.75 * x[4] + 0.25 * 0.5 * x[4])
+
+    g = torch.Generator().manual_seed(0)
+    state = g.get_state()
+    a = A.augmix(x, g)
+    g.set_state(state)
+    assert torch.equal(a, A.augmix(x, g)) and a.shape == x.shape and 0 <= a.min() and a.max() <= 1
+    rng = A.numpy_rng(torch.Generator().manual_seed(1))
+    weights = rng.dirichlet([1.0] * 3, size=1000)
+    assert np.allclose(weights.sum(1), 1) and abs(weights.mean() - 1 / 3) < 0.02
+    assert A.augmix_magnitudes("Posterize", torch.tensor([3.0]), torch.tensor([1.0]), 32, 32).item() == 3
+    assert A.augmix_magnitudes("TranslateX", torch.tensor([3.0]), torch.tensor([-1.0]), 32, 32).item() == -3
+
+
+def test_policy_transform_gives_three_views_for_augmix_with_its_consistency_loss():
+    from practicum.data.autoaugment import policy_transform
+    from practicum.train.config import Policy
+
+    x = random_images(4, 3, 8, 8)
+    assert policy_transform(Policy()) is None
+    for name, shape in (("autoaugment", (4, 3, 8, 8)), ("randaugment", (4, 3, 8, 8)), ("augmix", (4, 3, 3, 8, 8))):
+        out = policy_transform(Policy(name=name, cutout=2))(x, torch.Generator().manual_seed(0))
+        assert out.shape == shape, name
+    views = policy_transform(Policy(name="augmix"))(x, torch.Generator().manual_seed(0))
+    assert torch.equal(views[:, 0], x) and not torch.equal(views[:, 1], views[:, 2])
+    assert policy_transform(Policy(name="augmix", jsd=0))(x, torch.Generator()).shape == x.shape
+    assert Policy(name="augmix").views == 3 and Policy(name="augmix", jsd=0).views == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# The Jensen-Shannon consistency
+
+
+def test_jensen_shannon_consistency_against_a_hand_computation():
+    from practicum.train.consistency import js_divergence, sigmoid_js, softmax_js
+
+    p = np.array([[[0.7, 0.2, 0.1], [0.5, 0.5, 0.0]], [[0.1, 0.8, 0.1], [0.4, 0.4, 0.2]],
+                  [[0.3, 0.3, 0.4], [0.5, 0.5, 0.0]]])  # (3 views, 2 samples, 3 classes)
+    M = p.mean(0)
+    kl = lambda a, b: sum(ai * np.log(ai / bi) for ai, bi in zip(a, b) if ai > 0)  # noqa: E731
+    hand = np.mean([np.mean([kl(p[v, n], M[n]) for v in range(3)]) for n in range(2)])
+    assert js_divergence(torch.tensor(p)).item() == pytest.approx(hand, rel=1e-9)
+    same = torch.randn(1, 5, 4).expand(3, 5, 4)
+    assert softmax_js(same).item() == pytest.approx(0.0, abs=1e-7) and sigmoid_js(same).item() == pytest.approx(0, abs=1e-7)
+    logits = torch.randn(3, 5, 4)
+    assert softmax_js(logits).item() == pytest.approx(js_divergence(logits.softmax(-1)).item())
+    q = torch.sigmoid(logits)  # per label: the Bernoulli (q, 1 - q)
+    per_label = js_divergence(torch.stack([q, 1 - q], -1).reshape(3, 20, 2))
+    assert sigmoid_js(logits).item() == pytest.approx(per_label.item())
+    assert 0 < softmax_js(logits).item() <= np.log(3)  # JS of 3 distributions is at most log 3
+
+
+def test_consistency_objective_does_one_forward_over_the_three_views():
+    from practicum.train.consistency import softmax_js, with_consistency
+    from practicum.train.objective import classification
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
+    x, y = torch.rand(4, 3, 1, 3, 4), torch.tensor([0, 1, 2, 1])  # (B, views, C, H, W)
+    calls = []
+    net.register_forward_hook(lambda m, i, o: calls.append(i[0].shape))
+    s = with_consistency(classification(3), 12.0).step(net, (x, y))
+    assert calls == [(12, 1, 3, 4)]
+    logits = net(x.transpose(0, 1).flatten(0, 1))
+    ce = torch.nn.functional.cross_entropy(logits[:4], y)
+    assert s.loss.item() == pytest.approx((ce + 12 * softmax_js(logits.view(3, 4, 3))).item(), rel=1e-6)
+    assert s.n == 4 and torch.equal(s.out[0], logits[:4]) and "consistency" in s.sums
+    plain = with_consistency(classification(3), 12.0).step(net, (x[:, 0], y))  # evaluation: one view
+    assert plain.loss.item() == pytest.approx(ce.item(), rel=1e-6)
