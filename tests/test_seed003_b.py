@@ -562,3 +562,50 @@ def test_consistency_objective_does_one_forward_over_the_three_views():
     assert s.n == 4 and torch.equal(s.out[0], logits[:4]) and "consistency" in s.sums
     plain = with_consistency(classification(3), 12.0).step(net, (x[:, 0], y))  # evaluation: one view
     assert plain.loss.item() == pytest.approx(ce.item(), rel=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# The policies in the classify practical
+
+SMALL = ["-o", "data.test_limit=128", "-o", "train.tensorboard=false"]
+
+
+def test_a_policy_at_its_default_is_no_change_of_identity():
+    base = load_experiment("fmnist-lenet-bn")
+    assert base.config_hash() == load_experiment("fmnist-lenet-bn", ["data.policy.name='none'"]).config_hash()
+    assert base.config_hash() != load_experiment("fmnist-lenet-bn", ["data.policy.name='augmix'"]).config_hash()
+
+
+@pytest.mark.parametrize("policy", ["autoaugment", "randaugment", "augmix"])
+def test_classify_trains_with_each_policy(cli, policy):
+    code, _, err = cli("run", "fmnist-lenet-bn", "--quick", "-o", f"data.policy.name='{policy}'", *SMALL)
+    assert code == 0, err
+    run_dir = latest_run(cli, "fmnist-lenet-bn")
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    names = {r["name"] for r in rows if r["split"] == "train"}
+    assert ("consistency" in names) == (policy == "augmix")
+    examples = np.load(run_dir / "augment_examples.npz")
+    assert examples["images"].shape == (6, 5, 1, 28, 28) and str(examples["policy"]).startswith(policy)
+    assert (run_dir / "figures" / "augment_examples.png").is_file()
+    assert "augment_examples.png" in (run_dir / "report.md").read_text()
+    meets_quick_band(run_dir, "fmnist-lenet-bn")
+
+
+# LeNet on 768 images, batch 64: 12 steps per epoch, 2 epochs, a checkpoint every 3 steps.
+AUGMIX = ["run", "mnist-lenet", "--quick", "--no-report", "-o", "data.train_limit=768", "-o", "train.epochs=2",
+          "-o", "train.checkpoint_steps=3", "-o", "train.log_steps=2", "-o", "data.policy.name='augmix'",
+          "-o", "data.shift=2", "-o", "train.tensorboard=false"]
+
+
+def test_augmix_run_killed_mid_epoch_resumes_bit_identical(cli, home, tmp_path, monkeypatch):
+    monkeypatch.setenv("PRACTICUM_HOME", str(tmp_path / "ref"))
+    assert cli(*AUGMIX)[0] == 0
+    monkeypatch.setenv("PRACTICUM_HOME", str(home))
+    kill_when(AUGMIX, home, "mnist-lenet/*/checkpoints/last.pt", lambda ck: ck["step"] >= 3 and ck["position"] > 0)
+    out = practicum_process(*AUGMIX, env=one_thread_env())
+    assert out.returncode == 0 and "resuming" in out.stderr, out.stderr
+    (run_dir,) = (p for p in home.glob("mnist-lenet/*/") if p.is_dir())
+    (ref_dir,) = (p for p in (tmp_path / "ref").glob("mnist-lenet/*/") if p.is_dir())
+    assert metric_lines(ref_dir) == metric_lines(run_dir)
+    a, b = (torch.load(d / "model.pt", weights_only=True)["model"] for d in (ref_dir, run_dir))
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -417,3 +417,17 @@ def policy_transform(p) -> Callable[[Tensor, torch.Generator], Tensor] | None:
         return x
 
     return apply
+
+
+def examples(transform, x: Tensor, draws: int = 4, seed: int = 0) -> np.ndarray:
+    """What a policy does, for the report: ``x`` (n, C, H, W) uint8 images and ``draws``
+    transforms of each, from a generator of their own (the training stream is not touched).
+    Returns (n, 1 + draws, C, H, W) uint8: the original, then the draws (AugMix with its
+    consistency loss: its first AugMix view)."""
+    gen = torch.Generator().manual_seed(seed)
+    x = x.float() / 255
+    out = [x]
+    for _ in range(draws):
+        y = transform(x, gen)
+        out.append(y[:, 1] if y.ndim == 5 else y)
+    return (torch.stack(out, 1) * 255).round().clamp(0, 255).byte().numpy()
