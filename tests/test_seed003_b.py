@@ -609,3 +609,29 @@ def test_augmix_run_killed_mid_epoch_resumes_bit_identical(cli, home, tmp_path, 
     assert metric_lines(ref_dir) == metric_lines(run_dir)
     a, b = (torch.load(d / "model.pt", weights_only=True)["model"] for d in (ref_dir, run_dir))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("policy", ["autoaugment", "randaugment", "augmix"])
+def test_multilabel_trains_with_each_policy_beside_its_other_augmentations(cli, policy):
+    # voc-lenet flips, crops, jitters, erases and cutmixes: AugMix's three views go through all of it
+    code, _, err = cli("run", "voc-lenet", "--quick", "-o", f"augment.policy.name='{policy}'",
+                       "-o", "augment.mix_prob=1.0", "-o", "train.tensorboard=false")
+    assert code == 0, err
+    run_dir = latest_run(cli, "voc-lenet")
+    meets_quick_band(run_dir, "voc-lenet")
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    consistency = [r["value"] for r in rows if r["name"] == "consistency"]
+    assert bool(consistency) == (policy == "augmix") and all(v >= 0 for v in consistency)
+    assert np.load(run_dir / "augment_examples.npz")["images"].shape == (6, 5, 3, 32, 32)
+
+
+def test_augmix_multilabel_batches_carry_three_normalised_erased_mixed_views():
+    from practicum.practicals.multilabel import Augment, augment_chain
+
+    chain = augment_chain(Augment(flip=0.5, erase=1.0, cutmix=1.0, policy={"name": "augmix"}), [0.5] * 3, [0.25] * 3)
+    x = random_images(4, 3, 16, 16)
+    y = torch.tensor([[1.0, 0], [0, 1], [1, 1], [0, 0]])
+    out, targets = chain(x, y, torch.Generator().manual_seed(0))
+    assert out.shape == (4, 3, 3, 16, 16) and targets.shape == (4, 2)
+    assert (out < 0).any() and out.min() >= -2 - 1e-6 and out.max() <= 2 + 1e-6  # (x - 0.5) / 0.25
+    assert not torch.equal(out[:, 1], out[:, 2])
