@@ -635,3 +635,20 @@ def test_augmix_multilabel_batches_carry_three_normalised_erased_mixed_views():
     assert out.shape == (4, 3, 3, 16, 16) and targets.shape == (4, 2)
     assert (out < 0).any() and out.min() >= -2 - 1e-6 and out.max() <= 2 + 1e-6  # (x - 0.5) / 0.25
     assert not torch.equal(out[:, 1], out[:, 2])
+
+
+def test_fmnist_augment_study_quick_gives_mean_and_std_per_policy(cli, home):
+    code, _, err = cli("sweep", "study-fmnist-augment", "--quick", "--seeds", "2")
+    assert code == 0, err
+    study_dir = home / "studies" / "study-fmnist-augment-quick"
+    import csv
+
+    with open(study_dir / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["data.shift"], r["data.policy.name"], r["data.policy.jsd"]) for r in rows] == [
+        ("0", "none", "12.0"), ("2", "none", "12.0"), ("0", "autoaugment", "12.0"), ("0", "randaugment", "12.0"),
+        ("0", "augmix", "12.0"), ("0", "augmix", "0.0")]
+    assert all(r["n"] == "2" and " ± " in r["test/accuracy (mean ± std)"] for r in rows)
+    assert all(float(r["test/accuracy (mean ± std)"].split(" ± ")[0]) > 0.3 for r in rows)  # chance: 0.1
+    runs = json.loads(cli("runs", "--json")[1])
+    assert len(runs) == 12 and all(r["status"] == "finished" for r in runs)
