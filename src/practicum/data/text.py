@@ -428,7 +428,8 @@ def cooccurrence(sentences: list[np.ndarray], vocab_size: int, window: int,
     import torch
 
     lengths = [len(s) for s in sentences]
-    ids = torch.from_numpy(np.concatenate(sentences).astype(np.int64)) if sentences else torch.zeros(0, dtype=torch.long)
+    flat = np.concatenate(sentences).astype(np.int64) if sentences else np.zeros(0, np.int64)
+    ids = torch.from_numpy(flat)
     sent = torch.repeat_interleave(torch.arange(len(sentences)), torch.tensor(lengths, dtype=torch.long))
     keys, weights = [], []
     for d in range(1, window + 1):

@@ -15,7 +15,6 @@ is symmetric); the word vectors are their sum, as the paper does.
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 
