@@ -16,7 +16,7 @@ from practicum.errors import UsageError
 from practicum.registry import nearest
 
 TASKS = ("numpy_mlp", "activations", "linreg", "optim2d", "classify", "cifar_kaggle", "multilabel",
-         "language_model", "translation", "sentiment", "word2vec", "detection", "dcgan", "gan2d", "style",
+         "language_model", "translation", "sentiment", "word2vec", "glove", "detection", "dcgan", "gan2d", "style",
          "conv_scratch", "stability", "ngram")
 
 # Names of tasks before they were named after their modules: old experiment files still load.

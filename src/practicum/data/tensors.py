@@ -87,7 +87,10 @@ class Pipeline:
             x = random_shift(x, self.shift, shifts=shifts)
         if train and self.flip and flips is not None:  # flips: (B,) bool, drawn by the Loader
             x = flip(x, flips)
-        x = x.float().div_(255)  # (B, C, H, W) in [0, 1]
+        return self.finish(x.float().div_(255))  # (B, C, H, W) in [0, 1]
+
+    def finish(self, x: torch.Tensor) -> torch.Tensor:
+        """[0, 1] floats (B, C, H, W) -> [resize] -> [normalise] -> [channels last] (in place where it can)."""
         if self.image_size and self.image_size != x.shape[-1]:
             x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear",
                               align_corners=False, antialias=self.image_size < x.shape[-1])

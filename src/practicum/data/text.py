@@ -389,3 +389,58 @@ def skipgram_examples(sentences: list[np.ndarray], max_window: int, num_noise: i
         "mask": np.concatenate([ctx_mask, noise_mask], 1).astype(np.float32),
         "labels": np.concatenate([np.ones_like(ctx_mask), np.zeros_like(noise_mask)], 1).astype(np.float32),
     }
+
+
+def cbow_examples(ex: dict[str, np.ndarray], max_window: int, num_noise: int) -> dict[str, np.ndarray]:
+    """CBOW examples from one ``skipgram_examples`` draw, so both models see the same windows and
+    noise: per center word, its context words predict it against ``num_noise`` noise words.
+
+    Returns ``contexts`` (N, 2W) and ``context_mask`` (N, 2W) (1 = a real context; every row has
+    one), ``targets`` (N, 1 + K) = the center word then the first K of its noise words (a center
+    with c contexts drew c K of them, so K always exist), and ``labels`` (N, 1 + K) = 1, 0, ..., 0."""
+    W2 = 2 * max_window
+    centers = ex["centers"]
+    noise = ex["contexts_negatives"][:, W2:W2 + num_noise]  # (N, K)
+    labels = np.zeros((len(centers), 1 + num_noise), np.float32)
+    labels[:, 0] = 1.0
+    return {
+        "contexts": ex["contexts_negatives"][:, :W2],
+        "context_mask": ex["mask"][:, :W2],
+        "targets": np.concatenate([centers[:, None], noise], 1),
+        "labels": labels,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# GloVe: the word-word co-occurrence counts
+
+
+def cooccurrence(sentences: list[np.ndarray], vocab_size: int, window: int,
+                 distance_weighting: bool = True) -> tuple["torch.Tensor", "torch.Tensor", "torch.Tensor"]:
+    """GloVe's sparse co-occurrence matrix X (Pennington et al. 2014; d2l 15.5), as three tensors:
+    rows i (M,), columns j (M,) int64 and values x_ij (M,) float32, one entry per nonzero.
+
+    x_ij adds up, over every occurrence of word i, the words j within ``window`` positions of it in
+    the same sentence; each pair counts 1/d for words d apart (GloVe's distance weighting: far
+    words say less about each other), or 1 with ``distance_weighting`` off. X is symmetric (a pair
+    counts from both ends). Built once, vectorised: one shifted comparison per distance d, then
+    ``torch.unique`` over the flat keys i * V + j sums the duplicates."""
+    import torch
+
+    lengths = [len(s) for s in sentences]
+    flat = np.concatenate(sentences).astype(np.int64) if sentences else np.zeros(0, np.int64)
+    ids = torch.from_numpy(flat)
+    sent = torch.repeat_interleave(torch.arange(len(sentences)), torch.tensor(lengths, dtype=torch.long))
+    keys, weights = [], []
+    for d in range(1, window + 1):
+        same = sent[:-d] == sent[d:]  # (N - d,): the pair (t, t + d) lies inside one sentence
+        a, b = ids[:-d][same], ids[d:][same]
+        w = torch.full((2 * len(a),), 1.0 / d if distance_weighting else 1.0, dtype=torch.float64)
+        keys += [a * vocab_size + b, b * vocab_size + a]  # both directions
+        weights.append(w)
+    if not keys:
+        empty = torch.zeros(0, dtype=torch.long)
+        return empty, empty, torch.zeros(0)
+    flat, inverse = torch.unique(torch.cat(keys), return_inverse=True)  # sorted: row-major order
+    x = torch.zeros(len(flat), dtype=torch.float64).index_add_(0, inverse, torch.cat(weights))
+    return flat // vocab_size, flat % vocab_size, x.float()

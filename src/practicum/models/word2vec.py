@@ -1,12 +1,19 @@
-"""Skip-gram with negative sampling (Mikolov et al. 2013; d2l 15.4).
+"""Skip-gram and CBOW with negative sampling (Mikolov et al. 2013; d2l 15.1-15.4).
 
-Each word has two vectors: ``v`` when it is the center, ``u`` when it is a context. The model
-scores a (center, candidate) pair by the dot product v_c . u_o; training pushes it up for real
-contexts and down for noise words, through a binary cross-entropy:
+Each word has two vectors. Skip-gram: ``v`` when it is the center, ``u`` when it is a context;
+a (center, candidate) pair scores v_c . u_o, pushed up for real contexts and down for noise
+words through a binary cross-entropy:
 
     loss = -log sigmoid(v_c . u_o) - sum_noise log sigmoid(-v_c . u_k)
 
-The center vectors are the embeddings a run saves.
+CBOW (d2l 15.1.4) turns it round: the *mean* of the context words' vectors v predicts the
+center word's vector u, against the same kind of noise words:
+
+    v_bar = mean_o v_o     loss = -log sigmoid(u_c . v_bar) - sum_noise log sigmoid(-u_k . v_bar)
+
+In both the vectors a run saves (``words``) are the ones the model reads its input with: the
+center vectors of skip-gram, the context vectors of CBOW (d2l: "in CBOW the context word
+vectors are used as the word representations"; word2vec's C code saves syn0 for both).
 """
 
 from __future__ import annotations
@@ -31,6 +38,33 @@ class SkipGram(nn.Module):
         v = self.center(centers)  # (B, E)
         u = self.context(contexts_negatives)  # (B, L, E)
         return torch.einsum("be,ble->bl", v, u)  # (B, L) scores
+
+    @property
+    def words(self) -> Tensor:
+        return self.center.weight  # (V, E)
+
+
+class CBOW(nn.Module):
+    """Continuous bag of words: ``forward(contexts (B, 2W), context_mask (B, 2W), targets (B, 1 + K))``
+    -> (B, 1 + K) scores of the mean context vector against the center word (column 0) and K
+    noise words. Padding slots of ``contexts`` (mask 0) do not enter the mean."""
+
+    def __init__(self, vocab_size: int, embed: int):
+        super().__init__()
+        self.context = nn.Embedding(vocab_size, embed)  # v, averaged over the window: the embeddings
+        self.center = nn.Embedding(vocab_size, embed)  # u, of the word to predict and of the noise
+        nn.init.xavier_uniform_(self.context.weight)  # as SkipGram: scores start near 0
+        nn.init.xavier_uniform_(self.center.weight)
+
+    def forward(self, contexts: Tensor, context_mask: Tensor, targets: Tensor) -> Tensor:
+        m = context_mask.unsqueeze(-1)  # (B, 2W, 1)
+        v_bar = (self.context(contexts) * m).sum(1) / m.sum(1)  # (B, E): every example has a context
+        u = self.center(targets)  # (B, 1 + K, E)
+        return torch.einsum("be,ble->bl", v_bar, u)  # (B, 1 + K) scores
+
+    @property
+    def words(self) -> Tensor:
+        return self.context.weight  # (V, E)
 
 
 def sigmoid_bce(logits: Tensor, labels: Tensor, mask: Tensor) -> Tensor:

@@ -21,6 +21,7 @@ from pydantic import Field
 from practicum import fileio
 from practicum.config import Section
 from practicum.practicals import classify
+from practicum.train.config import Policy
 
 
 class Data(Section):
@@ -33,6 +34,8 @@ class Data(Section):
     normalize: bool = True
     shift: int = Field(4, ge=0, description="pad N pixels and crop back: random translation up to N")
     flip: bool = Field(True, description="random horizontal flip")
+    policy: Policy = Field(Policy(), description="after shift and flip: autoaugment (learned_on = 'cifar10') | "
+                           "randaugment | augmix (data/autoaugment.py)")
 
 
 DDP = True  # on the shared fit loop: runs under --nproc N and torchrun

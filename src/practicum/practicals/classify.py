@@ -34,6 +34,8 @@ class Data(Section):
                                    "default: the model preset's own size")
     normalize: bool = Field(True, description="subtract the training set's mean, divide by its std")
     shift: int = Field(0, ge=0, description="training augmentation: random translation up to N pixels")
+    policy: config.Policy = Field(config.Policy(), description="training augmentation after the shift: "
+                                  "autoaugment | randaugment | augmix (data/autoaugment.py); none by default")
 
 
 class Model(Section):
@@ -146,11 +148,14 @@ def fit_classifier(cfg: Config, run, train_set, val_set, test_set, extra_outputs
     """
     import torch
 
-    from practicum.data.tensors import Loader, Pipeline
+    from practicum.data.autoaugment import policy_transform
+    from practicum.data.tensors import AugmentLoader, Loader, Pipeline
     from practicum.models import MODELS, build_model, user
+    from practicum.report.augment import save_examples
     from practicum.train import checkpoint, ddp
     from practicum.train.device import resolve_device
     from practicum.train.loop import Recorder, evaluate_once, fit, scalars, summarize
+    from practicum.train.consistency import with_consistency
     from practicum.train.objective import classification
     from practicum.train.optim import build_training
 
@@ -181,8 +186,15 @@ def fit_classifier(cfg: Config, run, train_set, val_set, test_set, extra_outputs
         torch.manual_seed(cfg.seed + 1_000_003 * rank)  # dropout: a different stream per rank
 
     data_gen = torch.Generator().manual_seed(cfg.seed)  # permutations and shifts, identical on all ranks
-    loader = Loader(train_set, cfg.optim.batch_size, pipe, train=True, generator=data_gen,
-                    drop_last=t.drop_last, rank=rank, world=world, device=device)
+    policy = policy_augment(cfg.data.policy, pipe)
+    if policy is None:
+        loader = Loader(train_set, cfg.optim.batch_size, pipe, train=True, generator=data_gen,
+                        drop_last=t.drop_last, rank=rank, world=world, device=device)
+    else:  # a policy draws per image from the same generator, on the [0, 1] batch
+        loader = AugmentLoader(train_set, cfg.optim.batch_size, policy, generator=data_gen, drop_last=t.drop_last,
+                               rank=rank, world=world, device=device)
+        if ddp.is_main():  # figures/augment_examples.png: what the policy does to six training images
+            save_examples(run, policy_transform(cfg.data.policy), train_set.x[:6], cfg.data.policy, cfg.seed)
     shard = dict(train=False, rank=rank, world=world, device=device)  # evaluation: a contiguous shard per rank
     evals = {"val": Loader(val_set, t.eval_batch_size, eval_pipe, **shard)} if val_set is not None else {}
     test = Loader(test_set, t.eval_batch_size, eval_pipe, **shard) if test_set is not None else None
@@ -199,6 +211,8 @@ def fit_classifier(cfg: Config, run, train_set, val_set, test_set, extra_outputs
               if g["params"]]
     opt, sched = build_training(o, groups, loader.steps_per_epoch, t.epochs)
     objective = classification(len(train_set.classes), t.loss, t.label_smoothing)
+    if cfg.data.policy.views == 3:  # AugMix's clean image and two views: + the Jensen-Shannon consistency
+        objective = with_consistency(objective, cfg.data.policy.jsd)
 
     rec = Recorder(run, tensorboard=t.tensorboard)
     fit_cfg = t.fit_config(o.grad_clip)
@@ -218,6 +232,31 @@ def fit_classifier(cfg: Config, run, train_set, val_set, test_set, extra_outputs
             extra_outputs(model, eval_pipe)
         rec.finish(cfg.hparams(), summary)
     return summary
+
+
+def policy_augment(p: config.Policy, pipe):
+    """An augmentation policy as ``AugmentLoader``'s transform, or None (the plain ``Loader``):
+    (x in [0, 1], y, generator) -> the pipeline's shift and flip, the policy, then its resize
+    and normalisation of every view (AugMix with its consistency loss: x (B, 3, C, H, W))."""
+    from practicum.data.augment import random_flip, random_shift
+    from practicum.data.autoaugment import policy_transform
+
+    transform = policy_transform(p)
+    if transform is None:
+        return None
+
+    def apply(x, y, gen):  # x (B, C, H, W) float in [0, 1]
+        if pipe.shift:
+            x = random_shift(x, pipe.shift, gen)
+        if pipe.flip:
+            x = random_flip(x, 0.5, gen)
+        x = transform(x, gen)
+        if x.ndim == 5:  # (B, 3, C, H, W): the views resized and normalised as one batch
+            flat = pipe.finish(x.flatten(0, 1).contiguous())
+            return flat.view(*x.shape[:2], *flat.shape[1:]), y
+        return pipe.finish(x), y
+
+    return apply
 
 
 # ---------------------------------------------------------------------------------------------

@@ -59,6 +59,8 @@ class Augment(Section):
     mixup: float = Field(0.0, ge=0, description="mixup Beta(alpha, alpha); 0 = off")
     cutmix: float = Field(0.0, ge=0, description="cutmix Beta(alpha, alpha); 0 = off")
     mix_prob: float = Field(1.0, ge=0, le=1, description="share of batches mixed (when mixup/cutmix on)")
+    policy: config.Policy = Field(config.Policy(), description="after flip, crop and jitter: autoaugment | "
+                                  "randaugment | augmix (data/autoaugment.py); none by default")
 
 
 class Train(config.Train):
@@ -118,13 +120,17 @@ def load_data(cfg: Data):
 
 
 def augment_chain(cfg: Augment, mean, std):
-    """(x in [0, 1], y, generator) -> (normalised x, targets): the training batch transform."""
+    """(x in [0, 1], y, generator) -> (normalised x, targets): the training batch transform.
+    AugMix with its consistency loss makes x (B, 3, 3, S, S): the clean image and two views, each
+    normalised and erased like a single image, and mixed (mixup, cutmix) with the same partner."""
     import torch
 
     from practicum.data import augment as A
+    from practicum.data.autoaugment import policy_transform
 
     mean_t = torch.tensor(mean).view(1, -1, 1, 1) if mean is not None else None
     std_t = torch.tensor(std).view(1, -1, 1, 1) if std is not None else None
+    policy = policy_transform(cfg.policy)
 
     def apply(x, y, gen):  # x (B, 3, S, S) float in [0, 1]; y (B, K)
         if cfg.flip:
@@ -133,9 +139,13 @@ def augment_chain(cfg: Augment, mean, std):
             x = A.random_resized_crop(x, cfg.crop, (cfg.crop_scale, 1.0), gen)
         if cfg.jitter:
             x = A.random_jitter(x, cfg.jitter, gen)
+        if policy is not None:
+            x = policy(x, gen)  # (B, 3, S, S), or (B, 3 views, 3, S, S)
         if mean_t is not None:
             x = (x - mean_t) / std_t
-        if cfg.erase:
+        if cfg.erase and x.ndim == 5:
+            x = A.random_erase(x.flatten(0, 1), cfg.erase, gen).view_as(x)
+        elif cfg.erase:
             x = A.random_erase(x, cfg.erase, gen)  # filled with 0: the mean after normalising
         return A.random_mix(x, y, cfg.mixup, cfg.cutmix, cfg.mix_prob, gen)
 
@@ -162,10 +172,13 @@ def predict(model, loader) -> tuple:
 def run(cfg: Config, run) -> dict:
     import torch
 
+    from practicum.data.autoaugment import policy_transform
     from practicum.data.tensors import AugmentLoader, Loader, Pipeline
     from practicum.metrics.multilabel import summarize
     from practicum.models import build_model
+    from practicum.report.augment import save_examples
     from practicum.train import checkpoint, ddp, loop
+    from practicum.train.consistency import with_consistency
     from practicum.train.device import resolve_device
     from practicum.train.objective import multilabel
     from practicum.train.optim import build_training
@@ -193,6 +206,10 @@ def run(cfg: Config, run) -> dict:
 
     opt, sched = build_training(o, model.parameters(), loader.steps_per_epoch, t.epochs)
     objective = multilabel(len(classes), t.loss, t.threshold)
+    if cfg.augment.policy.views == 3:  # AugMix: + the consistency of each label's sigmoid over the views
+        objective = with_consistency(objective, cfg.augment.policy.jsd, multilabel=True)
+    if cfg.augment.policy.name != "none" and ddp.is_main():  # figures/augment_examples.png
+        save_examples(run, policy_transform(cfg.augment.policy), train_set.x[:6], cfg.augment.policy, cfg.seed)
     fit_cfg = t.fit_config(o.grad_clip)
     fit_cfg.label = cfg.model.name
     rec = loop.Recorder(run, tensorboard=t.tensorboard)

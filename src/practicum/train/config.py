@@ -3,6 +3,8 @@
     [optim]   name, lr, batch_size, momentum, nesterov, weight_decay, betas, eps, grad_clip, [optim.schedule]
     [train]   epochs, device, threads, precision, channels_last, and the fit loop's settings
               (log_steps, eval_steps, eval_epochs, checkpoint_steps, best_metric, early stopping)
+    Policy    an automatic augmentation policy (AutoAugment, RandAugment, AugMix) for image
+              practicals: classify's ``data.policy``, multilabel's ``augment.policy``
 
 The practicals that keep their own loop (the loop is the lesson: the GANs, style transfer,
 activations, linear regression, the 2-D optimizer walks) subclass ``Compute``, the device,
@@ -130,3 +132,27 @@ class Train(Compute):
                          best_metric=self.best_metric, early_stop_patience=self.early_stop_patience,
                          restore_best=self.restore_best, grad_clip=grad_clip, precision=self.precision,
                          progress=self.progress, tensorboard=self.tensorboard)
+
+
+class Policy(Section):
+    """An automatic augmentation policy on the [0, 1] training images (data/autoaugment.py)."""
+
+    name: Literal["none", "autoaugment", "randaugment", "augmix"] = "none"
+    learned_on: Literal["imagenet", "cifar10", "svhn"] = Field(
+        "imagenet", description="autoaugment: the sub-policies searched on this data set")
+    num_ops: int = Field(2, ge=1, description="randaugment: N operations per image")
+    magnitude: int = Field(9, ge=0, le=30, description="randaugment: M, the magnitude bin of 31 (0..30)")
+    severity: int = Field(3, ge=1, le=10, description="augmix: the operations' strength, 1..10")
+    width: int = Field(3, ge=1, description="augmix: chains mixed per image")
+    depth: int = Field(-1, ge=-1, description="augmix: operations per chain; -1 = 1 to 3 at random")
+    alpha: float = Field(1.0, gt=0, description="augmix: Dirichlet(alpha) chain weights, Beta(alpha, alpha) blend")
+    jsd: float = Field(12.0, ge=0, description="augmix: weight of the Jensen-Shannon consistency between the "
+                       "clean image and two AugMix views (three forward passes); 0 = one view, no consistency")
+    cutout: int = Field(0, ge=0, description="after the policy: a square of N pixels filled with grey "
+                        "(the AutoAugment paper's CIFAR recipe: 16); 0 = none")
+    fill: float = Field(0.0, ge=0, le=1, description="what geometric operations fill with (0 = black)")
+
+    @property
+    def views(self) -> int:
+        """Images per training sample the loader hands out: 3 for AugMix with its consistency loss."""
+        return 3 if self.name == "augmix" and self.jsd > 0 else 1
