@@ -130,7 +130,8 @@ def cv_blocks(record: dict, groups) -> list:
     if len(groups) == 1:  # one point: nothing to choose, the folds estimate how well it generalises
         return [Heading("Cross-validation estimate"),
                 Paragraph(f"Mean {metric} over the {k} folds: {found}. The final model, trained on all the "
-                          "training data (no folds) and measured once on the test set:"), Code(choice["final_command"], "bash")]
+                          "training data (no folds) and measured once on the test set:"),
+                Code(choice["final_command"], "bash")]
     text = f"Chosen by the best mean {metric} over the {k} folds: {label(choice['point'])}, {found}."
     r = choice["runner_up"]
     if r:
