@@ -196,3 +196,15 @@ def test_the_catalog_study_plans_folds_of_each_weight_decay():
     assert {t.fold for t in p.trials} == set(range(5))
     final = load_experiment("fmnist-mlp-cv")
     assert final.data.folds == 0 and final.optim.weight_decay in p.grid["optim.weight_decay"]
+
+
+def test_the_python_api_runs_folds_and_names_the_estimate(home):
+    import practicum
+
+    overrides = {"data.train_limit": 200, "train.tensorboard": False, "train.progress": False}
+    study = practicum.sweep("fmnist-mlp", folds=2, overrides=overrides, quick=True, name="api-cv")
+    assert study.counts["ran"] == 2 and sorted(study.trials["fold"]) == [0, 1]
+    assert list(study.results[("val/accuracy", "n")]) == [2]
+    assert study.chosen["n"] == 2 and study.chosen["runner_up"] is None
+    again = practicum.sweep("fmnist-mlp", folds=2, overrides=overrides, quick=True, name="api-cv")
+    assert again.counts == {"total": 2, "skipped": 2, "ran": 0, "failed": 0}
