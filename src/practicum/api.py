@@ -8,6 +8,8 @@
     practicum.runs(experiment="mnist-lenet")                # the index as a DataFrame
     study = practicum.sweep("study-mnist-optimizers", quick=True)
     study.results                                           # mean, std and n per grid point
+    cv = practicum.sweep("fmnist-mlp", {"optim.weight_decay": [0, 1e-3]}, folds=5, quick=True)
+    cv.results, cv.chosen                                   # mean ± std over the folds; the CV choice
 
 Everything goes through the same code as the CLI: a finished config is reused by its identity,
 an interrupted one resumed, errors are ``practicum.UsageError`` (what the CLI exits 2 for) and
@@ -167,22 +169,24 @@ def metrics_frame(run_dir: Path) -> pd.DataFrame:
 
 def sweep(experiment: str | Path, grid: dict[str, list] | None = None, *, seeds: int | None = None,
           overrides: dict[str, Any] | None = None, workers: int = 1, quick: bool = False,
-          name: str | None = None, report: bool = True) -> "StudyResult":
+          name: str | None = None, report: bool = True, folds: int = 0) -> "StudyResult":
     """A grid x seeds over an experiment, or a study file of the catalog (``study-*``), as
-    ``practicum sweep`` does: finished trials are reused, interrupted ones resumed."""
+    ``practicum sweep`` does: finished trials are reused, interrupted ones resumed. ``folds = K``:
+    k-fold cross-validation, each point x seed run as K folds of the training set (a grid axis
+    ``data.fold`` with ``overrides={"data.folds": K}`` does the same); ``grid`` may then be empty."""
     from practicum import sweeps as sweeps
     from practicum.report.study import write_study_report
 
     if sweeps.is_study(str(experiment)):
-        if grid or overrides:
-            raise UsageError(f"{experiment} is a study file: its grid is declared in it")
+        if grid or overrides or folds:
+            raise UsageError(f"{experiment} is a study file: its grid (and folds) are declared in it")
         plan = sweeps.plan_study(str(experiment), seeds=seeds, quick=quick)
     else:
-        if not grid:
+        if not grid and not folds:
             raise UsageError("sweep: give a grid, e.g. grid={'optim.lr': [0.01, 0.1]} (or a study file)")
         items = [sweeps.override_text(k, v) for k, v in (overrides or {}).items()]
-        plan = sweeps.plan(str(experiment), {k: list(v) for k, v in grid.items()}, seeds or 1, overrides=items,
-                           quick=quick, name=name)
+        plan = sweeps.plan(str(experiment), {k: list(v) for k, v in (grid or {}).items()}, seeds or 1,
+                           overrides=items, quick=quick, name=name, folds=folds)
     counts = sweeps.run_plan(plan, workers=workers, log=_quiet)
     study_dir = sweeps.studies_dir() / plan.name
     if report:
@@ -216,7 +220,8 @@ class StudyResult:
             found = index.by_hash(t["config_hash"])
             done = [r for r in found if r.status == "finished"]
             r = done[-1] if done else (found[-1] if found else None)
-            rows.append({**t["point"], "seed": t["seed"], "run": r.id if r else None,
+            fold = {"fold": t["fold"]} if "fold" in t else {}
+            rows.append({**t["point"], "seed": t["seed"], **fold, "run": r.id if r else None,
                          "status": r.status if r else "pending", **(r.summary if r else {})})
         return pd.DataFrame(rows)
 
@@ -234,6 +239,18 @@ class StudyResult:
             axes = ["point"]
         table = done.groupby(axes, sort=False)[metrics].agg(["mean", "std", "count"])
         return table.rename(columns={"count": "n"}, level=1)
+
+    @property
+    def chosen(self) -> dict | None:
+        """A cross-validation's choice: the point with the best mean validation metric over its
+        folds (``metric``, ``point``, ``mean``, ``std``, ``n``, ``final_command``, ``runner_up``);
+        None for a study without folds."""
+        from practicum.report.study import cv_choice, group_runs
+
+        if not self.record.get("folds"):
+            return None
+        choice = cv_choice(self.record, group_runs(self.record, Index()))
+        return choice and {k: v for k, v in choice.items() if k != "values"}
 
     def report(self) -> Report:
         from practicum.report.study import write_study_report

@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-report", action="store_true", help="skip writing report.md/report.html")
     p.add_argument("--nproc", type=int, default=1, metavar="N",
                    help="train with N processes (DistributedDataParallel; torchrun works too)")
+    p.add_argument("--folds", type=int, metavar="K",
+                   help="k-fold cross-validation: K runs, fold k of the training set as 'val' (test unseen), "
+                        "and a report of mean ± std over the folds")
 
     p = sub.add_parser("sweep", help="run a grid x seeds over an experiment, or a study file")
     p.add_argument("experiment", help="experiment (catalog name or .toml) or study (study-*)")
@@ -150,6 +153,8 @@ def list_seed(seed: str, entries: dict) -> int:
 def cmd_run(args) -> int:
     import os
 
+    if args.folds is not None:
+        return cmd_run_folds(args)
     if args.nproc != 1 or int(os.environ.get("WORLD_SIZE", "1")) > 1:  # --nproc N, or under torchrun
         from practicum.train.launch import cmd_run_distributed
 
@@ -170,6 +175,34 @@ def cmd_run(args) -> int:
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+def cmd_run_folds(args) -> int:
+    """``run EXP --folds K``: the K fold runs (each an ordinary run, reused by identity) as a study
+    record ``<name>-cv<K>`` and its report: mean ± std over the folds of the validation metrics."""
+    import hashlib
+
+    from practicum import sweeps
+    from practicum.config import load_experiment
+    from practicum.report.study import write_study_report
+
+    if args.nproc != 1 or args.force or sweeps.is_study(args.experiment):
+        what = "--nproc" if args.nproc != 1 else "--force" if args.force else "a study (declare folds = K in it)"
+        raise UsageError(f"run --folds: not with {what}; the folds are ordinary runs, reused by identity")
+    base = load_experiment(args.experiment, args.override, seed=args.seed, quick=args.quick)
+    name = f"{base.name}-cv{args.folds}" + ("-quick" if args.quick else "")
+    if args.override or args.seed is not None:  # another variant: its own record, not the plain one's
+        name += "-" + hashlib.sha256(repr((args.override, args.seed)).encode()).hexdigest()[:6]
+    plan = sweeps.plan(args.experiment, {}, 1, overrides=args.override, quick=args.quick, name=name,
+                       folds=args.folds, seed=args.seed)
+    counts = sweeps.run_plan(plan, log=lambda msg: print(msg, file=sys.stderr))
+    print(f"{plan.name}: {counts['total']} fold runs: {counts['skipped']} already finished, "
+          f"{counts['ran']} ran, {counts['failed']} failed")
+    if not args.no_report:
+        md, _, results = write_study_report(sweeps.studies_dir() / plan.name)
+        print(f"report: {md}\nresults: {results}")
+        print(results.read_text(encoding="utf-8"), end="")
+    return 1 if counts["failed"] else 0
 
 
 def cmd_sweep(args) -> int:

@@ -18,6 +18,13 @@ A study file in the catalog names the base experiment, fixed overrides, the grid
     "train.loss" = ["ce", "mse", "svm"]
     # a paired axis: keys joined by "+", each value a list with one entry per key
     "optim.name+optim.lr" = [["sgd", 0.01], ["adam", 0.001]]
+
+k-fold cross-validation (D2L 5.7): ``folds = K`` in a study (``practicum run ENTRY --folds K``,
+``practicum.sweep(..., folds=K)``, or a grid axis ``data.fold`` with ``data.folds = K`` set) runs
+every grid point x seed as K trials, ``data.folds = K`` and ``data.fold = 0 .. K-1``. The fold is
+no axis of the grid: a point's trials are its folds, so the report's mean ± std is over the folds,
+and the point with the best mean validation metric is the one chosen by cross-validation
+(report/study.py), with the command that trains it on all the training data (folds off).
 """
 
 from __future__ import annotations
@@ -46,6 +53,8 @@ from practicum.config import (
 from practicum.errors import UsageError
 from practicum.store import Index, home
 
+FOLD_KEYS = ("data.folds", "data.fold")  # what makes a trial a fold run (classify's Data)
+
 
 class Study(Section):
     kind: str = "study"
@@ -59,6 +68,10 @@ class Study(Section):
     metrics: list[str] = Field(default_factory=list, description="summary metrics to tabulate")
     quick: dict[str, Any] = Field(default_factory=dict, description="overrides applied by --quick")
     claims: list[Claim] = Field(default_factory=list, description="the seed's conclusions, checked in the report")
+    folds: int = Field(0, ge=0, description="k-fold cross-validation: each point x seed runs as K fold runs "
+                       "(data.folds = K, data.fold = 0 .. K-1); 0: none")
+    select: str | None = Field(None, description="with folds: the val metric whose mean over the folds picks "
+                               "the point (default: the first val/ metric of metrics, else val/accuracy)")
 
 
 def is_study(spec: str) -> bool:
@@ -133,11 +146,18 @@ def axes(grid: dict[str, list[Any]]) -> list[str]:
 class Trial:
     point: dict[str, Any]  # the grid values of this trial
     seed: int
-    overrides: list[str]  # every -o of this trial (fixed set + point)
+    overrides: list[str]  # every -o of this trial (fixed set + point [+ data.folds, data.fold])
     config_hash: str = ""
+    fold: int | None = None  # k-fold cross-validation: the fold this trial holds out as 'val'
 
     def label(self) -> str:
-        return ", ".join(f"{k}={v}" for k, v in self.point.items()) or "base"
+        text = ", ".join(f"{k}={v}" for k, v in self.point.items()) or "base"
+        return text if self.fold is None else f"{text} fold {self.fold}"
+
+    def final_command(self, experiment: str, quick: bool = False) -> str:
+        """The command of this point without the folds: trained on all the training data, tested once."""
+        kept = [o for o in self.overrides if o.partition("=")[0].strip() not in FOLD_KEYS]
+        return Trial(self.point, self.seed, kept).command(experiment, quick)
 
     def command(self, experiment: str, quick: bool = False) -> str:
         import shlex
@@ -158,14 +178,46 @@ class Plan:
     description: str = ""
     quick: bool = False
     claims: list[dict] = field(default_factory=list)  # the study's claims (claims.Claim as dicts)
+    folds: int = 0  # k-fold cross-validation: each point x seed is K trials
+    select: str | None = None  # with folds: the val metric that picks the point
+
+
+def fold_values(experiment: str, grid: dict[str, list[Any]], fixed_overrides: list[str], folds: int,
+                quick: bool) -> tuple[list[int | None], list[str], int]:
+    """(the folds each point x seed runs, the overrides that turn folds on, K). ``folds = K``: all
+    K of them; a grid axis ``data.fold`` (taken out of ``grid``): those named, K from data.folds."""
+    if "data.fold" in grid:
+        if folds:
+            raise UsageError("give the folds once: folds = K, or a grid axis data.fold (with data.folds = K)")
+        values = grid.pop("data.fold")
+        base = load_experiment(experiment, fixed_overrides, quick=quick)
+        k = getattr(getattr(base, "data", None), "folds", 0)
+        if not k:
+            raise UsageError("a grid axis data.fold needs data.folds = K as well (e.g. -o data.folds=5)")
+        return list(values), [], k
+    if not folds:
+        return [None], [], 0
+    base = load_experiment(experiment, fixed_overrides, quick=quick)
+    data = getattr(base, "data", None)
+    if data is None or "folds" not in type(data).model_fields:
+        raise UsageError(f"{experiment}: task '{base.task}' has no data.folds: k-fold cross-validation is the "
+                         "classify practical's (any entry of task 'classify')")
+    if folds < 2:
+        raise UsageError(f"folds = {folds}: cross-validation needs 2 or more folds")
+    return list(range(folds)), [override_text("data.folds", folds)], folds
 
 
 def plan(experiment: str, grid: dict[str, list[Any]], seeds: int, fixed: dict[str, Any] | None = None,
          overrides: list[str] = (), quick: bool = False, name: str | None = None,
-         metrics: list[str] = (), description: str = "") -> Plan:
-    """Expand the grid × seeds into trials and validate every trial's config now, before any runs."""
+         metrics: list[str] = (), description: str = "", folds: int = 0, seed: int | None = None,
+         select: str | None = None) -> Plan:
+    """Expand the grid × seeds (× folds) into trials and validate every trial's config now, before
+    any runs. ``seed``: the first seed (default: the experiment's own)."""
     fixed_overrides = [override_text(k, v) for k, v in flatten(fixed or {}).items()] + list(overrides)
-    base = load_experiment(experiment, fixed_overrides, quick=quick)
+    grid = dict(grid)  # a data.fold axis is taken out of it
+    fold_list, fold_overrides, folds = fold_values(experiment, grid, fixed_overrides, folds, quick)
+    fixed_overrides += fold_overrides
+    base = load_experiment(experiment, fixed_overrides, seed=seed, quick=quick)
     trials = []
     keys = list(grid)
     for values in itertools.product(*(grid[k] for k in keys)):
@@ -174,10 +226,12 @@ def plan(experiment: str, grid: dict[str, list[Any]], seeds: int, fixed: dict[st
             point.update(axis_values(key, value))
         point_overrides = fixed_overrides + [override_text(k, v) for k, v in point.items()]
         for s in range(seeds):
-            seed = base.seed + s
-            cfg = load_experiment(experiment, point_overrides, seed=seed, quick=quick)
-            trials.append(Trial(point, seed, point_overrides, cfg.config_hash()))
-    return Plan(name or f"sweep-{base.name}", experiment, grid, trials, list(metrics), description, quick)
+            for fold in fold_list:
+                trial_overrides = point_overrides + ([] if fold is None else [override_text("data.fold", fold)])
+                cfg = load_experiment(experiment, trial_overrides, seed=base.seed + s, quick=quick)
+                trials.append(Trial(point, base.seed + s, trial_overrides, cfg.config_hash(), fold))
+    return Plan(name or f"sweep-{base.name}", experiment, grid, trials, list(metrics), description, quick,
+                folds=folds, select=select)
 
 
 def plan_study(spec: str, seeds: int | None = None, quick: bool = False) -> Plan:
@@ -187,7 +241,7 @@ def plan_study(spec: str, seeds: int | None = None, quick: bool = False) -> Plan
         fixed.update(flatten(study.quick))
     p = plan(study.experiment, {k: list(v) for k, v in study.grid.items()}, seeds or study.seeds, fixed=fixed,
              quick=quick, name=study.name + ("-quick" if quick else ""), metrics=study.metrics,
-             description=study.description)
+             description=study.description, folds=study.folds, select=study.select)
     p.claims = [c.model_dump(mode="json") for c in study.claims]
     return p
 
@@ -265,7 +319,7 @@ def studies_dir() -> Path:
 
 def save_study_record(p: Plan) -> Path:
     path = studies_dir() / p.name / "study.json"
-    fileio.write_json(path, {
+    record = {
         "name": p.name,
         "experiment": p.experiment,
         "description": p.description,
@@ -273,7 +327,17 @@ def save_study_record(p: Plan) -> Path:
         "axes": axes(p.grid),
         "metrics": p.metrics,
         "claims": p.claims,
-        "trials": [{"point": t.point, "seed": t.seed, "config_hash": t.config_hash,
-                    "command": t.command(p.experiment, p.quick)} for t in p.trials],
-    }, sort_keys=False)  # grid order is the table's column order
+        "trials": [trial_record(p, t) for t in p.trials],
+    }
+    if p.folds:  # a cross-validation: the report says so and names the chosen point
+        record.update(folds=p.folds, select=p.select)
+    fileio.write_json(path, record, sort_keys=False)  # grid order is the table's column order
     return path
+
+
+def trial_record(p: Plan, t: Trial) -> dict:
+    record = {"point": t.point, "seed": t.seed, "config_hash": t.config_hash,
+              "command": t.command(p.experiment, p.quick)}
+    if t.fold is not None:
+        record.update(fold=t.fold, final_command=t.final_command(p.experiment, p.quick))
+    return record

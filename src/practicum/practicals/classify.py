@@ -8,6 +8,13 @@ Writes, besides metrics.jsonl and tb/: ``model.pt`` (final weights), ``predictio
 (test ``y_true``, ``y_pred``, ``mis_index`` of the misclassified, the first 32 of them as
 ``mis_images``, ``classes``, ``confusion``), ``tables/confusion.json``,
 and checkpoints/last.pt, checkpoints/best.pt.
+
+k-fold cross-validation (D2L 5.7): ``data.folds = K`` cuts the training set into K contiguous
+folds and ``data.fold = k`` makes fold k the split 'val' and the other K - 1 the training data.
+Such a run never loads the test set: a hyper-parameter chosen on the folds is then trained on all
+the training data (folds off) and measured once on test. ``practicum run ENTRY --folds K`` runs the
+K folds and reports mean ± std over them (sweeps.py, report/study.py); the run writes
+``splits.json`` (the folds' index ranges and the class counts of its two splits).
 """
 
 from __future__ import annotations
@@ -36,6 +43,23 @@ class Data(Section):
     shift: int = Field(0, ge=0, description="training augmentation: random translation up to N pixels")
     policy: config.Policy = Field(config.Policy(), description="training augmentation after the shift: "
                                   "autoaugment | randaugment | augmix (data/autoaugment.py); none by default")
+    folds: int = Field(0, ge=0, description="k-fold cross-validation: cut the training set (after "
+                       "train_limit) into K contiguous folds; 0: no cross-validation. The test set is "
+                       "not loaded")
+    fold: int = Field(0, ge=0, description="with folds: the fold held out as split 'val' (0 .. K-1)")
+
+    @model_validator(mode="after")
+    def _folds_fit(self):
+        if self.folds == 1:
+            raise ValueError("data.folds = 1 leaves nothing to validate on: use 2 or more (0: no folds)")
+        if self.folds and self.fold >= self.folds:
+            raise ValueError(f"data.fold = {self.fold}: the folds are numbered 0 .. {self.folds - 1}")
+        if not self.folds and self.fold:
+            raise ValueError(f"data.fold = {self.fold} without data.folds: set data.folds = K too")
+        if self.folds and self.val_size:
+            raise ValueError("data.folds replaces data.val_size (the held-out fold is the split 'val'): "
+                             "set data.val_size = 0")
+        return self
 
 
 class Model(Section):
@@ -118,13 +142,30 @@ class Config(Experiment):
 # ---------------------------------------------------------------------------------------------
 
 
+def fold_bounds(n: int, k: int) -> list[tuple[int, int]]:
+    """K contiguous [start, stop) ranges covering 0 .. n-1, sizes n // k or n // k + 1.
+
+    Contiguous, as D2L's ``get_k_fold_data``, rather than a seeded shuffle: the MNIST and
+    Fashion-MNIST training files are already in random order (every fifth of either holds each
+    class within a few percent), so the folds need no permutation to be balanced, and they stay
+    the same for every seed: seeds then vary the training, not the partition.
+    """
+    return [(i * n // k, (i + 1) * n // k) for i in range(k)]
+
+
 def load_data(cfg: Data):
-    """(train, val or None, test) TensorSets of uint8 images."""
+    """(train, val or None, test or None) TensorSets of uint8 images; test is None with folds."""
     from practicum.data.tensors import TensorSet
     from practicum.data.vision import load_mnist
 
     d = load_mnist(cfg.name)
     train = TensorSet.from_arrays(d.train_x[: cfg.train_limit], d.train_y[: cfg.train_limit], d.classes)
+    if cfg.folds:  # cross-validation looks at the training set only
+        if cfg.folds > len(train):
+            raise UsageError(f"data.folds {cfg.folds}: more folds than training images ({len(train)})")
+        start, stop = fold_bounds(len(train), cfg.folds)[cfg.fold]
+        rest = without_range(len(train), start, stop)
+        return train.subset(rest), train.subset(slice(start, stop)), None
     test = TensorSet.from_arrays(d.test_x[: cfg.test_limit], d.test_y[: cfg.test_limit], d.classes)
     val = None
     if cfg.val_size:
@@ -135,8 +176,32 @@ def load_data(cfg: Data):
     return train, val, test
 
 
+def without_range(n: int, start: int, stop: int):
+    """The indices 0 .. n-1 without [start, stop), in order: (n - (stop - start),) int64."""
+    import torch
+
+    return torch.cat([torch.arange(0, start), torch.arange(stop, n)])
+
+
+def splits_record(cfg: Data, train_set, val_set) -> dict:
+    """What splits.json says about a fold run: the partition and the class counts of its splits."""
+    import torch
+
+    n = len(train_set) + len(val_set)
+    counts = lambda s: dict(zip(s.classes, torch.bincount(s.y, minlength=len(s.classes)).tolist()))
+    return {"dataset": cfg.name, "how": "contiguous folds of the first N training images (after "
+            "data.train_limit); fold data.fold is 'val', the others 'train'; the test set is not loaded",
+            "n": n, "folds": cfg.folds, "fold": cfg.fold, "bounds": fold_bounds(n, cfg.folds),
+            "sizes": {"train": len(train_set), "val": len(val_set)},
+            "class_counts": {"train": counts(train_set), "val": counts(val_set)}}
+
+
 def run(cfg: Config, run) -> dict:
+    from practicum.train import ddp
+
     train_set, val_set, test_set = load_data(cfg.data)
+    if cfg.data.folds and ddp.is_main():
+        fileio.write_json(run.dir / "splits.json", splits_record(cfg.data, train_set, val_set))
     return fit_classifier(cfg, run, train_set, val_set, test_set)
 
 

@@ -1,5 +1,10 @@
 """Study and comparison reports: mean ± std over seeds per grid point, curves with shaded spread,
-the confusion matrix and misclassified images of the best point. Reads only the run store."""
+the confusion matrix and misclassified images of the best point. Reads only the run store.
+
+A cross-validation (a study record with ``folds``, sweeps.py) has the folds as its spread: mean ±
+std over the K fold runs of each point, of their validation metrics (no fold run sees the test
+set), and the point with the best mean is named as chosen, with the command that trains it on all
+the training data and measures it once on test."""
 
 from __future__ import annotations
 
@@ -61,14 +66,86 @@ def summary_metrics(groups, preferred: list[str]) -> list[str]:
     return order or sorted(present)
 
 
-def results_table(groups, metrics: list[str], varied: list[str]) -> Table:
+def results_table(groups, metrics: list[str], varied: list[str], first: str = "first seed", over: str = "") -> Table:
     rows = []
     for point, trials, runs in groups:
         row = [point.get(k) for k in varied] + [len(runs)]
         row += [fmt_mean_std([r.summary.get(m, math.nan) for r in runs]) for m in metrics]
         row.append(trials[0]["command"] if trials else "")
         rows.append(row)
-    return Table([*varied, "n", *[f"{m} (mean ± std)" for m in metrics], "command (first seed)"], rows)
+    return Table([*varied, "n", *[f"{m} (mean ± std{over})" for m in metrics], f"command ({first})"], rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# Cross-validation: the folds are the spread, the best mean validation metric chooses
+
+CV_METRICS = ["val/accuracy", "val/loss"]  # what a fold run measures (it has no test split)
+
+
+def lower_is_better(metric: str) -> bool:
+    return "loss" in metric or "perplexity" in metric
+
+
+def cv_metric(record: dict) -> str:
+    """The metric that chooses: the study's ``select``, else its first val/ metric, else val/accuracy."""
+    return record.get("select") or next((m for m in record.get("metrics", []) if m.startswith("val/")),
+                                        "val/accuracy")
+
+
+def cv_choice(record: dict, groups) -> dict | None:
+    """The point with the best mean ``cv_metric`` over its fold runs, and how far the runner-up is.
+
+    The gap to the runner-up is paired: both points ran on the same folds (and seeds), so the
+    per-fold differences carry its spread; ``gap_se`` is their standard error (n - 1).
+    """
+    metric = cv_metric(record)
+    scored = []
+    for point, trials, runs in groups:
+        fold_of = {t["config_hash"]: (t["seed"], t.get("fold")) for t in trials}
+        values = {fold_of[r.config_hash]: r.summary.get(metric, math.nan) for r in runs}
+        m, s, n = mean_std(list(values.values()))
+        if n:
+            scored.append(dict(point=point, mean=m, std=s, n=n, values=values,
+                               final_command=trials[0].get("final_command", trials[0]["command"])))
+    if not scored:
+        return None
+    scored.sort(key=lambda c: c["mean"], reverse=not lower_is_better(metric))
+    best = dict(scored[0], metric=metric, runner_up=None)
+    if len(scored) > 1:
+        other = scored[1]
+        common = [k for k in best["values"] if k in other["values"]]
+        gaps = [best["values"][k] - other["values"][k] for k in common]
+        d, sd, n = mean_std(gaps)
+        best["runner_up"] = dict(point=other["point"], mean=other["mean"], std=other["std"], n=other["n"],
+                                 gap=d, gap_se=sd / math.sqrt(n) if n > 1 else math.nan, paired=n)
+    return best
+
+
+def cv_blocks(record: dict, groups) -> list:
+    choice = cv_choice(record, groups)
+    if choice is None:
+        return [Heading("Chosen by cross-validation"), Paragraph("No fold run has finished yet.")]
+    metric, k = choice["metric"], record["folds"]
+    found = f"{choice['mean']:.4f} ± {choice['std']:.4f} (n = {choice['n']})"
+    if len(groups) == 1:  # one point: nothing to choose, the folds estimate how well it generalises
+        return [Heading("Cross-validation estimate"),
+                Paragraph(f"Mean {metric} over the {k} folds: {found}. The final model, trained on all the "
+                          "training data (no folds) and measured once on the test set:"),
+                Code(choice["final_command"], "bash")]
+    text = f"Chosen by the best mean {metric} over the {k} folds: {label(choice['point'])}, {found}."
+    r = choice["runner_up"]
+    if r:
+        text += f" Runner-up: {label(r['point'])}, {r['mean']:.4f} ± {r['std']:.4f}."
+        if r["gap"] == 0:
+            text += " The two tie on the mean; the first in grid order is taken."
+        else:
+            text += (f" The gap over the same {r['paired']} folds is {r['gap']:+.4f} ± {r['gap_se']:.4f} (standard "
+                     "error of the paired differences)")
+            text += (": under two standard errors, so the folds cannot tell the two apart." if
+                     not abs(r["gap"]) > 2 * r["gap_se"] else ".")
+    return [Heading("Chosen by cross-validation"), Paragraph(text),
+            Paragraph("Train the chosen point on all the training data (no folds) and measure it once on the "
+                      "test set:"), Code(choice["final_command"], "bash")]
 
 
 def aligned_curves(runs: list[RunRecord], name: str, split: str):
@@ -127,21 +204,33 @@ def spread_figure(groups, name: str, path: Path, title: str) -> Path | None:
 def study_document(record: dict, index: Index, out_dir: Path) -> tuple[Document, list[list]]:
     groups = group_runs(record, index)
     varied = record.get("axes") or list(record["grid"])
-    metrics = summary_metrics(groups, record.get("metrics", []))
+    folds = record.get("folds")
+    metrics = summary_metrics(groups, record.get("metrics") or (CV_METRICS if folds else []))
     doc = Document(f"Study {record['name']}")
     n_done = sum(len(runs) for _, _, runs in groups)
+    if folds:
+        seeds = len({t["seed"] for t in record["trials"]})
+        spread = (f"Each point runs as {folds} folds of the training set (data.folds = {folds}, contiguous): "
+                  f"fold k is the split 'val', the other {folds - 1} train; no fold run looks at the test set. "
+                  "Spread is the sample standard deviation over folds (n − 1)"
+                  + (f", {seeds} seeds each." if seeds > 1 else "."))
+    else:
+        spread = "Spread is the sample standard deviation over seeds (n − 1)."
     doc.add(Paragraph(record.get("description") or ""),
             Paragraph(f"Base experiment: {record['experiment']}. Varied: "
                       + (", ".join(f"{k} ∈ {values}" for k, values in record["grid"].items()) or "nothing")
-                      + f". Trials finished: {n_done} of {len(record['trials'])}. "
-                      "Spread is the sample standard deviation over seeds (n − 1)."))
-    table = results_table(groups, metrics, varied)
+                      + f". Trials finished: {n_done} of {len(record['trials'])}. " + spread))
+    table = (results_table(groups, metrics, varied, "first fold", " over folds") if folds
+             else results_table(groups, metrics, varied))
     doc.add(Heading("Results"), table)
+    if folds:
+        doc.add(*cv_blocks(record, groups))
     figures = out_dir / "figures"
     for name in CURVE_METRICS:
         fig = spread_figure(groups, name, figures / f"compare_{name}.png", f"{record['name']}: {name}")
         if fig:
-            doc.add(Heading(f"Curves: {name}", 3), Image(fig, f"{name} per varied value, mean ± std over seeds"))
+            over = "folds" if folds else "seeds"
+            doc.add(Heading(f"Curves: {name}", 3), Image(fig, f"{name} per varied value, mean ± std over {over}"))
     from practicum.report import multilabel, stability
 
     doc.add(*multilabel.study_figures(groups, figures))  # multi-label runs: PR curves and their overlay
