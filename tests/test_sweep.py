@@ -96,7 +96,7 @@ class Page(html.parser.HTMLParser):
 
 def fake_trial(index, cfg, summary, curve):
     claim = index.claim(cfg)
-    run = Run(index, claim.record, cfg, claim.lock_fd, resumed=False)
+    run = Run(index, claim.record, cfg, claim.hold, resumed=False)
     for epoch, (loss, acc) in enumerate(curve, 1):
         run.log({"loss": loss, "accuracy": acc}, split="test", step=epoch, epoch=epoch)
     run.finish(summary)

@@ -5,9 +5,9 @@
 
 (The launcher and the CLI's per-rank ``run`` are in train/launch.py, which imports no torch.)
 Every rank loads the config and the data, builds the model, and trains its share of each global
-batch (see ``practicum.data.tensors.Loader``). Only rank 0 touches the run store: it claims the
-run in the index, then broadcasts the run directory and whether it is a resume, so the other
-ranks can load the same checkpoint. Other ranks get a ``RankRun``, whose logging is a no-op.
+batch (see ``practicum.data.tensors.Loader``: sharded by the global rank and world size, across
+nodes too). Only global rank 0 touches the run store: it claims the run, then broadcasts the
+run directory and whether it is a resume, so the other ranks can load the same checkpoint. Other ranks get a ``RankRun``, whose logging is a no-op.
 Backend: nccl when every rank has a GPU, else gloo.
 """
 
