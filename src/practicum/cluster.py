@@ -47,6 +47,7 @@ class Resources:
     max_parallel: int | None = None  # array tasks running at once (Slurm's %N)
     wait: bool = True  # wait for the trials and report, or submit and return
     signal_delay_s: int | None = None  # USR2 this long before the limit (submitit: 90 s on Slurm)
+    max_requeues: int = 3  # time limits a trial may reach and be requeued (submitit's max_num_timeout)
     poll_s: float | None = None  # how often the waiting sweep looks (default: 1 s here, 30 s on Slurm)
 
 
@@ -113,10 +114,10 @@ def make_executor(kind: str, folder: Path, res: Resources, name: str):
     import submitit
 
     if kind == "slurm":
-        executor = submitit.SlurmExecutor(folder=folder)
+        executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=res.max_requeues)
         executor.update_parameters(**slurm_parameters(res, name))
         return executor
-    executor = submitit.LocalExecutor(folder=folder)
+    executor = submitit.LocalExecutor(folder=folder, max_num_timeout=res.max_requeues)
     params = {"timeout_min": res.time_min, "gpus_per_node": res.gpus_per_trial, "tasks_per_node": 1}
     if res.signal_delay_s is not None:
         params["signal_delay_s"] = res.signal_delay_s
