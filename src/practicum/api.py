@@ -130,7 +130,7 @@ class RunResult:
         return Report(*write_run_report(self.record))
 
     def refresh(self) -> "RunResult":
-        self.record = Index().get(self.id) or self.record
+        self.record = Index().get(self.id) or self.record  # read from the run directory
         return self
 
     def __repr__(self) -> str:
@@ -167,9 +167,12 @@ def metrics_frame(run_dir: Path) -> pd.DataFrame:
 
 def sweep(experiment: str | Path, grid: dict[str, list] | None = None, *, seeds: int | None = None,
           overrides: dict[str, Any] | None = None, workers: int = 1, quick: bool = False,
-          name: str | None = None, report: bool = True) -> "StudyResult":
+          name: str | None = None, report: bool = True, executor: str = "local",
+          resources=None) -> "StudyResult":
     """A grid x seeds over an experiment, or a study file of the catalog (``study-*``), as
-    ``practicum sweep`` does: finished trials are reused, interrupted ones resumed."""
+    ``practicum sweep`` does: finished trials are reused, interrupted ones resumed.
+    ``executor="slurm"`` submits the missing trials as one Slurm job array, with
+    ``resources=practicum.cluster.Resources(partition=..., gpus_per_trial=..., time_min=...)``."""
     from practicum import sweeps as sweeps
     from practicum.report.study import write_study_report
 
@@ -183,7 +186,7 @@ def sweep(experiment: str | Path, grid: dict[str, list] | None = None, *, seeds:
         items = [sweeps.override_text(k, v) for k, v in (overrides or {}).items()]
         plan = sweeps.plan(str(experiment), {k: list(v) for k, v in grid.items()}, seeds or 1, overrides=items,
                            quick=quick, name=name)
-    counts = sweeps.run_plan(plan, workers=workers, log=_quiet)
+    counts = sweeps.run_plan(plan, workers=workers, log=_quiet, executor=executor, resources=resources)
     study_dir = sweeps.studies_dir() / plan.name
     if report:
         write_study_report(study_dir)
