@@ -88,6 +88,8 @@ class TrialJob:
                                  f"(identity {cfg.config_hash()}, not {self.config_hash}); sweep again")
         # wait: a claim left by a task that died on another host is taken over once stale
         action, record = run_experiment(cfg, wait=True)
+        print(f"trial {self.label} seed {self.seed}: {action} run {record.id} ({record.status}) in {record.dir}",
+              flush=True)
         return {"action": action, "run": record.id, "status": record.status, "host": host()}
 
     def checkpoint(self, *args, **kwargs):

@@ -122,8 +122,9 @@ def start(cfg: Experiment, force: bool = False, index: Index | None = None, wait
         env = environment(hosts)
         if run.resumed and env_path.exists():
             previous = fileio.read_json(env_path)
-            before = sessions(previous)[-1].get("world", {}).get("processes", 1)
-            if before != env["world"]["processes"]:
+            last = sessions(previous)[-1]
+            before = (last.get("world") or last.get("compute") or {}).get("processes")
+            if before is not None and before != env["world"]["processes"]:
                 print(f"{cfg.name}: run {run.id} trained on {before} process(es) and resumes on "
                       f"{env['world']['processes']}: it continues from its last checkpoint but will not be "
                       "bit-identical to an uninterrupted run (recorded in env.json and its summary)",
@@ -260,7 +261,7 @@ def run_config(cfg: Experiment, force: bool = False, report: bool = True, say=ec
         return claim.action, record
     if claim.action == "busy":
         raise PracticumError(f"{cfg.name}: run {record.id} of this config is in progress "
-                             f"(pid {record.pid}); wait for it or stop it")
+                             f"(pid {record.pid} on {record.host}); wait for it or stop it")
     say(f"{cfg.name}: {'resuming' if run.resumed else 'starting'} run {run.id} in {run.dir}", True)
     try:
         summary = execute(run)
