@@ -1,4 +1,4 @@
-"""The run store against a real SQLite file, real flocks and real processes."""
+"""The run store against real run directories, real claim files, a real SQLite cache and real processes."""
 
 import json
 import os
@@ -18,8 +18,8 @@ def cfg():
     return load_experiment("numpy-halfmoon", quick=True)
 
 
-def test_index_is_a_wal_sqlite_file(home):
-    Index(home)
+def test_index_is_a_wal_sqlite_file_on_a_local_root(home):
+    Index(home)  # tmp_path is a local disk: the cache sits in the run root, as on one machine
     db = sqlite3.connect(home / "index.sqlite")
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert db.execute("SELECT count(*) FROM runs").fetchone()[0] == 0
@@ -29,7 +29,7 @@ def test_claim_new_then_finished_then_force(home, cfg):
     index = Index(home)
     claim = index.claim(cfg)
     assert claim.action == "new" and claim.record.status == "running"
-    run = Run(index, claim.record, cfg, claim.lock_fd, resumed=False)
+    run = Run(index, claim.record, cfg, claim.hold, resumed=False)
     assert (run.dir / "config.toml").exists()
     assert run.dir.parent.name == cfg.name
     run.log({"loss": 1.5, "accuracy": 0.5}, split="train", step=10, epoch=1)
@@ -52,7 +52,7 @@ def test_a_changed_model_preset_is_a_new_experiment(home, monkeypatch):
     assert lenet.identity()["model"]["(resolved)"]["class"] == "practicum.models.lenet.LeNet"
     index = Index(home)
     claim = index.claim(lenet)
-    Run(index, claim.record, lenet, claim.lock_fd, resumed=False).finish({"test/accuracy": 0.9})
+    Run(index, claim.record, lenet, claim.hold, resumed=False).finish({"test/accuracy": 0.9})
     assert index.claim(lenet).action == "finished"
     before = lenet.config_hash()
     preset = MODELS[lenet.model.name]
@@ -76,7 +76,9 @@ def test_dead_process_is_interrupted_and_resumed(home, cfg):
     assert out.returncode == -9
     run_id = out.stdout.strip()
     index = Index(home)
-    assert index.get(run_id).status == "running"  # nobody has looked yet
+    (run_dir,) = home.glob(f"numpy-halfmoon/{run_id}")
+    assert json.loads((run_dir / "status.json").read_text())["status"] == "running"  # what the process wrote
+    assert index.get(run_id).status == "interrupted"  # its claim's process is gone: known at once
     assert [r.status for r in index.list()] == ["interrupted"]
     claim = index.claim(cfg)
     assert claim.action == "resume" and claim.record.id == run_id
@@ -108,7 +110,7 @@ def test_live_run_is_busy_not_stolen(home, cfg):
 def test_rewind_metrics_drops_lines_after_checkpoint(home, cfg):
     index = Index(home)
     claim = index.claim(cfg)
-    run = Run(index, claim.record, cfg, claim.lock_fd, resumed=False)
+    run = Run(index, claim.record, cfg, claim.hold, resumed=False)
     run.log({"loss": 1.0}, split="train", step=1)
     pos = run.metrics_position()
     run.log({"loss": 0.5}, split="train", step=2)

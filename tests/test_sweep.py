@@ -54,14 +54,16 @@ def test_trial_killed_with_sigkill_is_the_only_one_rerun(home):
     args = [sys.executable, "-m", "practicum", "sweep", "numpy-halfmoon", "--grid", "optim.lr=0.1,0.2,0.3",
             "-o", "train.epochs=4000", "-o", "train.checkpoint_every=200", "--workers", "2"]
     sweep = subprocess.Popen(args, env=os.environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    index = Index(home)
     victim = None
     deadline = time.time() + 60
     while victim is None and time.time() < deadline:
-        rows = index.db.execute("SELECT id, pid, dir FROM runs WHERE status = 'running'").fetchall()
-        for row in rows:
-            if list(Path(row["dir"]).glob("checkpoints/last.npz")):
-                victim = dict(row)
+        for status in home.glob("numpy-halfmoon/*/status.json"):
+            try:
+                row = json.loads(status.read_text())
+            except (OSError, ValueError):
+                continue
+            if row["status"] == "running" and list(status.parent.glob("checkpoints/last.npz")):
+                victim = row
                 break
         time.sleep(0.05)
     assert victim, "no trial reached its first checkpoint"
@@ -96,7 +98,7 @@ class Page(html.parser.HTMLParser):
 
 def fake_trial(index, cfg, summary, curve):
     claim = index.claim(cfg)
-    run = Run(index, claim.record, cfg, claim.lock_fd, resumed=False)
+    run = Run(index, claim.record, cfg, claim.hold, resumed=False)
     for epoch, (loss, acc) in enumerate(curve, 1):
         run.log({"loss": loss, "accuracy": acc}, split="test", step=epoch, epoch=epoch)
     run.finish(summary)

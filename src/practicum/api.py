@@ -132,7 +132,7 @@ class RunResult:
         return Report(*write_run_report(self.record))
 
     def refresh(self) -> "RunResult":
-        self.record = Index().get(self.id) or self.record
+        self.record = Index().get(self.id) or self.record  # read from the run directory
         return self
 
     def __repr__(self) -> str:
@@ -169,11 +169,14 @@ def metrics_frame(run_dir: Path) -> pd.DataFrame:
 
 def sweep(experiment: str | Path, grid: dict[str, list] | None = None, *, seeds: int | None = None,
           overrides: dict[str, Any] | None = None, workers: int = 1, quick: bool = False,
-          name: str | None = None, report: bool = True, folds: int = 0) -> "StudyResult":
+          name: str | None = None, report: bool = True, folds: int = 0, executor: str = "local",
+          resources=None) -> "StudyResult":
     """A grid x seeds over an experiment, or a study file of the catalog (``study-*``), as
     ``practicum sweep`` does: finished trials are reused, interrupted ones resumed. ``folds = K``:
     k-fold cross-validation, each point x seed run as K folds of the training set (a grid axis
-    ``data.fold`` with ``overrides={"data.folds": K}`` does the same); ``grid`` may then be empty."""
+    ``data.fold`` with ``overrides={"data.folds": K}`` does the same); ``grid`` may then be empty.
+    ``executor="slurm"`` submits the missing trials as one Slurm job array, with
+    ``resources=practicum.cluster.Resources(partition=..., gpus_per_trial=..., time_min=...)``."""
     from practicum import sweeps as sweeps
     from practicum.report.study import write_study_report
 
@@ -187,7 +190,7 @@ def sweep(experiment: str | Path, grid: dict[str, list] | None = None, *, seeds:
         items = [sweeps.override_text(k, v) for k, v in (overrides or {}).items()]
         plan = sweeps.plan(str(experiment), {k: list(v) for k, v in (grid or {}).items()}, seeds or 1,
                            overrides=items, quick=quick, name=name, folds=folds)
-    counts = sweeps.run_plan(plan, workers=workers, log=_quiet)
+    counts = sweeps.run_plan(plan, workers=workers, log=_quiet, executor=executor, resources=resources)
     study_dir = sweeps.studies_dir() / plan.name
     if report:
         write_study_report(study_dir)

@@ -55,6 +55,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, help="trials in parallel processes")
     p.add_argument("--quick", action="store_true", help="the small, fast form (for tests)")
     p.add_argument("--name", help="name of the sweep's record (default sweep-<experiment>)")
+    p.add_argument("--executor", choices=["local", "slurm", "submitit-local"], default="local",
+                   help="local: --workers processes here (default); slurm: one Slurm job array through "
+                        "submitit; submitit-local: that same path on this machine (submitit's LocalExecutor)")
+    p.add_argument("--partition", help="Slurm partition of the trials")
+    p.add_argument("--gpus-per-trial", type=int, default=0, metavar="N")
+    p.add_argument("--cpus-per-trial", type=int, metavar="N")
+    p.add_argument("--time", default="60", metavar="LIMIT",
+                   help="time limit per trial attempt: minutes or H:MM:SS (default 60); a trial that reaches "
+                        "it is requeued and resumes from its checkpoint")
+    p.add_argument("--max-parallel", type=int, metavar="N", help="trials running at once (the array's %%N)")
+    p.add_argument("--no-wait", action="store_true",
+                   help="submit and return; the same command again submits nothing in flight and reports")
 
     p = sub.add_parser("reproduce", help="regenerate a seed report: its numbers, figures and claims beside ours")
     p.add_argument("seed", help="000, 002, 003, 004 or all")
@@ -69,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("runs", help="runs in the index")
     p.add_argument("--experiment")
+    p.add_argument("--reindex", action="store_true",
+                   help="rebuild this host's index (a cache) from the run directories first")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true")
     fmt.add_argument("--csv", action="store_true")
@@ -220,16 +234,41 @@ def cmd_sweep(args) -> int:
         plan = sweeps.plan(args.experiment, sweeps.parse_grid(args.grid), args.seeds or 1,
                           overrides=args.override, quick=args.quick, name=args.name)
     log = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
-    counts = sweeps.run_plan(plan, workers=args.workers, log=log)
+    executor, resources = sweep_executor(args)
+    counts = sweeps.run_plan(plan, workers=args.workers, log=log, executor=executor, resources=resources)
     study_dir = sweeps.studies_dir() / plan.name
     index = Index()
     export_trials(plan, index, study_dir / "tb")
     md, html, results = write_study_report(study_dir, index)
     print(f"{plan.name}: {counts['total']} trials: {counts['skipped']} already finished, "
           f"{counts['ran']} ran, {counts['failed']} failed")
+    if counts.get("queued"):
+        print(f"{plan.name}: {counts['queued']} trials queued or running; run the same command again "
+              "to collect them (nothing in flight is submitted twice)")
     print(f"report: {md}\nresults: {results}")
     print(results.read_text(encoding="utf-8"), end="")
     return 1 if counts["failed"] else 0
+
+
+def sweep_executor(args):
+    """The sweep's executor and, for a cluster one, its resources (cluster.Resources)."""
+    executor = getattr(args, "executor", "local")  # `practicum run STUDY` comes here without the flags
+    if executor == "local":
+        given = [flag for flag, value in (("--partition", getattr(args, "partition", None)),
+                                          ("--gpus-per-trial", getattr(args, "gpus_per_trial", 0)),
+                                          ("--cpus-per-trial", getattr(args, "cpus_per_trial", None)),
+                                          ("--max-parallel", getattr(args, "max_parallel", None)),
+                                          ("--no-wait", getattr(args, "no_wait", False))) if value]
+        if given:
+            raise UsageError(f"sweep: {', '.join(given)} need --executor slurm (or submitit-local)")
+        return executor, None
+    if args.workers != 1:
+        raise UsageError("sweep: --workers is for --executor local; a cluster sweep takes --max-parallel")
+    from practicum.cluster import Resources, parse_time
+
+    return executor, Resources(partition=args.partition, gpus_per_trial=args.gpus_per_trial,
+                               cpus_per_trial=args.cpus_per_trial, time_min=parse_time(args.time),
+                               max_parallel=args.max_parallel, wait=not args.no_wait)
 
 
 def export_trials(plan, index, tb_dir) -> None:
@@ -289,7 +328,10 @@ RUN_COLUMNS = ("id", "experiment", "status", "started", "duration", "headline")
 def cmd_runs(args) -> int:
     from practicum.store import Index
 
-    records = Index().list(args.experiment)
+    index = Index()
+    if args.reindex:
+        print(f"{index.path}: rebuilt from {index.reindex()} run directories in {index.root}", file=sys.stderr)
+    records = index.list(args.experiment)
     if args.json:
         print(json.dumps([r.as_json() for r in records], indent=2))
         return 0

@@ -1,6 +1,7 @@
-"""Run one experiment config as a recorded run: claim it in the index, run its task, record the end.
+"""Run one experiment config as a recorded run: claim it in the store, run its task, record the end.
 
-Used by ``practicum run`` and by every sweep worker, so a trial is always an ordinary run.
+Used by ``practicum run``, by rank 0 under torchrun, by every sweep worker and by every Slurm
+array task, so a trial is always an ordinary run.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from practicum import fileio
 from practicum.config import Experiment
 from practicum.errors import PracticumError
 from practicum.tasks import task_module
-from practicum.store import Claim, Index, Run, command_line
+from practicum.store import Claim, Index, Run, command_line, host, job_attempt
 
 PACKAGES = ("practicum", "numpy", "torch", "pydantic", "matplotlib", "torchmetrics", "tensorboard")
 
@@ -34,7 +35,26 @@ def git_commit(path: Path) -> str | None:
     return out.stdout.strip() or None
 
 
-def environment() -> dict:
+def world(hosts: list[str] | None = None) -> dict:
+    """The processes this run trains on, from the launcher's environment (torchrun, ``--nproc``)."""
+    env = os.environ
+    info = {"processes": int(env.get("WORLD_SIZE", 1)), "per_node": int(env.get("LOCAL_WORLD_SIZE", 1)),
+            "nodes": int(env.get("GROUP_WORLD_SIZE", 1))}
+    if "TORCHELASTIC_RESTART_COUNT" in env:
+        info["restart"] = int(env["TORCHELASTIC_RESTART_COUNT"])
+        info["max_restarts"] = int(env.get("TORCHELASTIC_MAX_RESTARTS", 0))
+    if hosts:
+        info["hosts"] = sorted(set(hosts))
+    return info
+
+
+def restarts_left() -> bool:
+    """Whether torchrun (``--max-restarts M``) restarts this job if it fails now."""
+    env = os.environ
+    return int(env.get("TORCHELASTIC_RESTART_COUNT", 0)) < int(env.get("TORCHELASTIC_MAX_RESTARTS", 0))
+
+
+def environment(hosts: list[str] | None = None) -> dict:
     """Provenance recorded next to the metrics (never imports torch just to ask its version)."""
     versions = {}
     for name in PACKAGES:
@@ -52,6 +72,9 @@ def environment() -> dict:
         "platform": platform.platform(),
         "machine": platform.machine(),
         "hostname": platform.node(),
+        "host": host(),
+        "job": job_attempt(),
+        "world": world(hosts),
         "threads": threads,
         "git_commit": {
             "cwd": git_commit(Path.cwd()),
@@ -64,7 +87,11 @@ def environment() -> dict:
 
 @contextmanager
 def sigterm_as_interrupt():
-    """SIGTERM is handled like Ctrl-C: the task stops, the run is marked interrupted."""
+    """SIGTERM is handled like Ctrl-C: the task stops, the run is marked interrupted. Not in a
+    submitit job: there SIGTERM is submitit's (it ignores it and checkpoints on its own signal)."""
+    if os.environ.get("SUBMITIT_EXECUTOR"):
+        yield
+        return
 
     def handler(signum, frame):
         raise KeyboardInterrupt
@@ -76,26 +103,77 @@ def sigterm_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
-def start(cfg: Experiment, force: bool = False, index: Index | None = None) -> tuple[Claim, Run | None]:
-    """Claim ``cfg`` in the index; return the claim and, when there is work to do, its Run."""
+def start(cfg: Experiment, force: bool = False, index: Index | None = None, wait: bool = False,
+          hosts: list[str] | None = None) -> tuple[Claim, Run | None]:
+    """Claim ``cfg`` in the store; return the claim and, when there is work to do, its Run.
+    ``wait``: see ``Index.claim``; ``hosts``: every rank's host, for env.json."""
     device = getattr(getattr(cfg, "train", None), "device", "auto")
     if device not in ("auto", "cpu"):  # a missing GPU is a one-line error before any run exists
         from practicum.train.device import resolve_device
 
         resolve_device(device)
     index = index or Index()
-    claim = index.claim(cfg, force=force)
+    claim = index.claim(cfg, force=force, wait=wait)
     if claim.action in ("finished", "busy"):
         return claim, None
-    run = Run(index, claim.record, cfg, claim.lock_fd, resumed=claim.action == "resume")
-    env_path = run.dir / "env.json"
-    env = environment()
-    if run.resumed and env_path.exists():
-        previous = fileio.read_json(env_path)
-        previous.setdefault("resumed", []).append(env)
-        env = previous
-    fileio.write_json(env_path, env)
+    try:
+        run = Run(index, claim.record, cfg, claim.hold, resumed=claim.action == "resume")
+        env_path = run.dir / "env.json"
+        env = environment(hosts)
+        if run.resumed and env_path.exists():
+            previous = fileio.read_json(env_path)
+            last = sessions(previous)[-1]
+            before = (last.get("world") or last.get("compute") or {}).get("processes")
+            if before is not None and before != env["world"]["processes"]:
+                print(f"{cfg.name}: run {run.id} trained on {before} process(es) and resumes on "
+                      f"{env['world']['processes']}: it continues from its last checkpoint but will not be "
+                      "bit-identical to an uninterrupted run (recorded in env.json and its summary)",
+                      file=sys.stderr)
+            previous.setdefault("resumed", []).append(env)
+            env = previous
+        fileio.write_json(env_path, env)
+    except BaseException:
+        claim.hold.release()
+        raise
     return claim, run
+
+
+def sessions(env: dict) -> list[dict]:
+    """env.json's entry per session of a run: the first, then one per resume."""
+    return [env, *env.get("resumed", [])]
+
+
+# What makes a resumed session compute differently from the sessions before it.
+RESUME_KEYS = (("world", "processes"), ("compute", "processes"), ("compute", "device"), ("compute", "precision"),
+               ("compute", "threads"), ("packages", "torch"), ("packages", "numpy"))
+
+
+def resume_differences(run) -> list[str]:
+    """How the sessions of a resumed run differ (world size, device, precision, threads,
+    versions): each is a reason its result is not bit-identical to an uninterrupted run's
+    (another world size splits each global batch differently and restores other random
+    states). Recorded in env.json (``resume_bit_identical``) when there is any."""
+    path = run.dir / "env.json"
+    if not path.exists():
+        return []
+    env = fileio.read_json(path)
+    parts = sessions(env)
+    if len(parts) < 2:
+        return []
+    notes = []
+    for section, key in RESUME_KEYS:
+        values = []
+        for part in parts:
+            value = part.get(section, {}).get(key) if isinstance(part.get(section), dict) else None
+            if value is not None and (not values or values[-1] != value):
+                values.append(value)
+        if len(values) > 1:
+            notes.append(f"{section}.{key}: {' -> '.join(map(str, values))}")
+    if notes:
+        env["resume_bit_identical"] = False
+        env["resume_differences"] = notes
+        fileio.write_json(path, env)
+    return notes
 
 
 @contextmanager
@@ -127,32 +205,44 @@ def run_task(cfg: Experiment, run) -> dict:
 
 
 def execute(run: Run) -> dict:
-    """Run the task of ``run.cfg``; record finished / failed / interrupted. Returns the summary."""
+    """Run the task of ``run.cfg``; record finished / failed / interrupted. Returns the summary.
+
+    Under torchrun with restarts left (``--max-restarts``) a failure is recorded as
+    ``interrupted``: the agent restarts the job and rank 0 resumes this run from its checkpoint;
+    the last attempt records the failure."""
     try:
         with sigterm_as_interrupt():
             summary = run_task(run.cfg, run)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit):  # SystemExit: submitit requeues a preempted job
+        run.notes = resume_differences(run)
         run.interrupt()
         raise
-    except PracticumError as e:
-        run.fail(str(e))
-        raise
     except Exception as e:
-        run.fail(f"{type(e).__name__}: {e}")
+        message = str(e) if isinstance(e, PracticumError) else f"{type(e).__name__}: {e}"
+        run.notes = resume_differences(run)
+        if restarts_left():
+            run.interrupt(error=message)
+        else:
+            run.fail(message)
         raise
     metric = run.cfg.expect.metric
     headline = f"{metric}={summary[metric]:.4f}" if metric in summary else None
+    run.notes = resume_differences(run)
+    if run.notes:
+        summary = {**summary, "resume/exact": 0.0}
+        headline = f"{headline or 'finished'} (resumed: not bit-identical)"
     run.finish(summary, headline=headline)
     return summary
 
 
-def run_experiment(cfg: Experiment, force: bool = False, index: Index | None = None):
+def run_experiment(cfg: Experiment, force: bool = False, index: Index | None = None, wait: bool = False):
     """Claim and execute; returns (claim action, run record after the run)."""
     index = index or Index()
-    claim, run = start(cfg, force=force, index=index)
+    claim, run = start(cfg, force=force, index=index, wait=wait)
     if run is not None:
         execute(run)
-    return claim.action, index.get(claim.record.id)
+        return claim.action, run.record
+    return claim.action, claim.record
 
 
 def echo(message: str, err: bool = False) -> None:
@@ -171,14 +261,14 @@ def run_config(cfg: Experiment, force: bool = False, report: bool = True, say=ec
         return claim.action, record
     if claim.action == "busy":
         raise PracticumError(f"{cfg.name}: run {record.id} of this config is in progress "
-                             f"(pid {record.pid}); wait for it or stop it")
+                             f"(pid {record.pid} on {record.host}); wait for it or stop it")
     say(f"{cfg.name}: {'resuming' if run.resumed else 'starting'} run {run.id} in {run.dir}", True)
     try:
         summary = execute(run)
     except KeyboardInterrupt:
         say(f"{cfg.name}: interrupted; run the same command again to resume {run.id}", True)
         raise
-    record = run.index.get(run.id)
+    record = run.record
     metric = cfg.expect.metric
     shown = f"{metric}={summary[metric]:.4f}" if metric in summary else ""
     say(f"{cfg.name}: finished run {run.id}: {shown} in {record.duration:.1f}s -> {run.dir}")

@@ -3,8 +3,9 @@
 A trial is identified by its config hash, so a sweep is idempotent: finished trials are skipped,
 interrupted ones resume, only the missing ones run. With ``workers > 1`` each trial runs as its own
 ``practicum run`` process: a worker killed with ``kill -9`` loses only its own unfinished trial
-(the next invocation resumes it), and the SQLite index (WAL, BEGIN IMMEDIATE claims) keeps
-concurrent workers from taking the same trial.
+(the next invocation resumes it), and the store's claims keep concurrent workers (on this host or
+any other) from taking the same trial. With ``executor="slurm"`` the trials go to a Slurm job
+array through submitit instead (practicum/cluster.py).
 
 A study file in the catalog names the base experiment, fixed overrides, the grid and the seeds::
 
@@ -51,7 +52,7 @@ from practicum.config import (
     validate,
 )
 from practicum.errors import UsageError
-from practicum.store import Index, home
+from practicum.store import Index, home, scan_runs
 
 FOLD_KEYS = ("data.folds", "data.fold")  # what makes a trial a fold run (classify's Data)
 
@@ -149,6 +150,7 @@ class Trial:
     overrides: list[str]  # every -o of this trial (fixed set + point [+ data.folds, data.fold])
     config_hash: str = ""
     fold: int | None = None  # k-fold cross-validation: the fold this trial holds out as 'val'
+    name: str = ""  # the experiment's name: its runs live in <home>/<name>/
 
     def label(self) -> str:
         text = ", ".join(f"{k}={v}" for k, v in self.point.items()) or "base"
@@ -229,7 +231,7 @@ def plan(experiment: str, grid: dict[str, list[Any]], seeds: int, fixed: dict[st
             for fold in fold_list:
                 trial_overrides = point_overrides + ([] if fold is None else [override_text("data.fold", fold)])
                 cfg = load_experiment(experiment, trial_overrides, seed=base.seed + s, quick=quick)
-                trials.append(Trial(point, base.seed + s, trial_overrides, cfg.config_hash(), fold))
+                trials.append(Trial(point, base.seed + s, trial_overrides, cfg.config_hash(), fold, cfg.name))
     return Plan(name or f"sweep-{base.name}", experiment, grid, trials, list(metrics), description, quick,
                 folds=folds, select=select)
 
@@ -251,18 +253,36 @@ def plan_study(spec: str, seeds: int | None = None, quick: bool = False) -> Plan
 
 
 def pending(p: Plan, index: Index) -> list[Trial]:
-    """Trials with no finished run yet."""
-    return [t for t in p.trials if not any(r.status == "finished" for r in index.by_hash(t.config_hash))]
+    """Trials with no finished run yet, read from the run directories (not the cache)."""
+    finished = set()
+    for name in sorted({t.name for t in p.trials}):
+        finished |= {r.config_hash for r in scan_runs(index.root, name) if r.status == "finished"}
+    return [t for t in p.trials if t.config_hash not in finished]
 
 
-def run_plan(p: Plan, workers: int = 1, log=print, record: bool = True) -> dict:
-    """Run what is missing. Returns counts: total, skipped (already finished), ran, failed.
-    ``record``: keep the plan as a study (studies/<name>/study.json) for its report."""
+EXECUTORS = ("local", "slurm", "submitit-local")
+
+
+def run_plan(p: Plan, workers: int = 1, log=print, executor: str = "local", resources=None,
+             record: bool = True) -> dict:
+    """Run what is missing. Returns counts: total, skipped (already finished), ran, failed (and,
+    for a cluster sweep that does not wait, queued: trials submitted or in flight).
+
+    ``executor``: ``local`` (this process, or ``workers`` processes), ``slurm`` (one job array
+    through submitit, with ``resources``: a ``cluster.Resources``), or ``submitit-local`` (the
+    same path through submitit's LocalExecutor, on this machine). ``record``: keep the plan as a
+    study (studies/<name>/study.json) for its report."""
+    if executor not in EXECUTORS:
+        raise UsageError(f"executor '{executor}': valid: {', '.join(EXECUTORS)}")
     index = Index()
     todo = pending(p, index)
     counts = {"total": len(p.trials), "skipped": len(p.trials) - len(todo), "ran": 0, "failed": 0}
-    if record:
+    if record or executor != "local":  # a cluster sweep keeps its jobs beside the study record
         save_study_record(p)
+    if executor != "local":
+        from practicum.cluster import Resources, run_on_cluster
+
+        return run_on_cluster(p, todo, counts, executor, resources or Resources(), index, log)
     log(f"{p.name}: {counts['total']} trials, {counts['skipped']} already finished, "
         f"{len(todo)} to run with {workers} worker(s)")
     if workers <= 1:

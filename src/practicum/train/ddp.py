@@ -5,15 +5,16 @@
 
 (The launcher and the CLI's per-rank ``run`` are in train/launch.py, which imports no torch.)
 Every rank loads the config and the data, builds the model, and trains its share of each global
-batch (see ``practicum.data.tensors.Loader``). Only rank 0 touches the run store: it claims the
-run in the index, then broadcasts the run directory and whether it is a resume, so the other
-ranks can load the same checkpoint. Other ranks get a ``RankRun``, whose logging is a no-op.
+batch (see ``practicum.data.tensors.Loader``: sharded by the global rank and world size, across
+nodes too). Only global rank 0 touches the run store: it claims the run, then broadcasts the
+run directory and whether it is a resume, so the other ranks can load the same checkpoint. Other ranks get a ``RankRun``, whose logging is a no-op.
 Backend: nccl when every rank has a GPU, else gloo.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import torch
@@ -44,6 +45,13 @@ def init() -> None:
     """Join the process group described by the environment (RANK, WORLD_SIZE, MASTER_*)."""
     if dist.is_initialized():
         return
+    if (os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True" and int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", 0))
+            and int(os.environ.get("RANK", 0)) == 0 and int(os.environ.get("TORCHELASTIC_RESTART_COUNT", 0)) == 0):
+        # torchrun's c10d rendezvous store outlives a restart, and the restarted ranks read the
+        # addresses the dead ones published: gloo and nccl then fail to connect (pytorch#135712).
+        print("practicum: torchrun --max-restarts with the shared rendezvous store: a restart may fail to "
+              "connect (pytorch/pytorch#135712); run torchrun with TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1",
+              file=sys.stderr)
     gpus = torch.cuda.is_available() and torch.cuda.device_count() >= int(os.environ.get("LOCAL_WORLD_SIZE", 1))
     dist.init_process_group("nccl" if gpus else "gloo")
     if gpus:

@@ -3,7 +3,13 @@
 The launcher imports no torch: it re-runs ``python -m practicum run ...`` (without ``--nproc``)
 N times with RANK / WORLD_SIZE / MASTER_ADDR / MASTER_PORT set, waits, and passes rank 0's exit
 status on. If a rank fails, the others are stopped. Under ``torchrun`` (which sets the same
-variables) ``practicum run`` goes straight to ``run_rank``.
+variables) ``practicum run`` goes straight to ``run_rank``, on one node or many::
+
+    torchrun --nnodes 2 --nproc-per-node 4 --rdzv-backend c10d --rdzv-endpoint HOST:29400 \
+        --rdzv-id $SLURM_JOB_ID --max-restarts 3 -m practicum run mnist-lenet
+
+The loaders shard by the global RANK / WORLD_SIZE; LOCAL_RANK and LOCAL_WORLD_SIZE only choose
+the GPU and share the host's cores (train/device.py).
 """
 
 from __future__ import annotations
@@ -92,17 +98,26 @@ def spawn(nproc: int, argv: list[str]) -> int:
 
 
 def run_rank(args) -> int:
-    """One rank of a distributed ``practicum run``: rank 0 claims, records and reports."""
+    """One rank of a distributed ``practicum run`` (``--nproc`` or torchrun, one node or many):
+    global rank 0 claims the run, records and reports; the others train on what it broadcasts.
+
+    Under ``torchrun --max-restarts M`` a failed attempt leaves the run interrupted (execute.py);
+    on the restart rank 0 finds it, takes over its claim (the claim of an earlier attempt of the
+    same job, or of a process that is gone, is stale at once) and every rank resumes from the
+    last checkpoint. The ranks > 0 never claim."""
     from practicum.config import load_experiment
     from practicum.execute import execute, run_task, start
+    from practicum.store import host
     from practicum.train import ddp
 
     ddp.init()
     try:
         cfg = load_experiment(args.experiment, args.override, seed=args.seed, quick=args.quick)
-        shared = None
+        hosts = ddp.all_gather_object(host())
+        shared, run = None, None
         if ddp.is_main():
-            claim, run = start(cfg, force=args.force)
+            restarted = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", 0)) > 0
+            claim, run = start(cfg, force=args.force, wait=restarted, hosts=hosts)
             shared = (claim.action, claim.record.id, claim.record.dir, claim.record.headline)
         action, run_id, run_dir, headline = ddp.broadcast_object(shared)
         if action == "finished":
@@ -112,11 +127,20 @@ def run_rank(args) -> int:
             return 0
         if action == "busy":
             raise PracticumError(f"{cfg.name}: run {run_id} of this config is in progress; wait for it")
+        # Rank 0 writes the checkpoints there and every rank reads them on a resume: one directory.
+        blind = [h for h, sees in zip(hosts, ddp.all_gather_object(Path(run_dir).is_dir())) if not sees]
+        if blind:
+            message = (f"the run directory {run_dir} is not visible on {', '.join(sorted(set(blind)))}: "
+                       "PRACTICUM_HOME must be on a filesystem every node mounts at the same path")
+            if run is not None:
+                run.fail(message)
+            raise PracticumError(message)
         if not ddp.is_main():
             run_task(cfg, ddp.RankRun(Path(run_dir), action == "resume", cfg, run_id))
             return 0
+        nodes = len(set(hosts))
         print(f"{cfg.name}: {'resuming' if run.resumed else 'starting'} run {run.id} in {run.dir} "
-              f"on {ddp.world_size()} processes", file=sys.stderr)
+              f"on {ddp.world_size()} processes" + (f" on {nodes} hosts" if nodes > 1 else ""), file=sys.stderr)
         try:
             summary = execute(run)
         except KeyboardInterrupt:
@@ -124,11 +148,11 @@ def run_rank(args) -> int:
             return 130
         metric = cfg.expect.metric
         shown = f"{metric}={summary[metric]:.4f}" if metric in summary else ""
-        print(f"{cfg.name}: finished run {run.id}: {shown} in {run.index.get(run.id).duration:.1f}s -> {run.dir}")
+        print(f"{cfg.name}: finished run {run.id}: {shown} in {run.record.duration:.1f}s -> {run.dir}")
         if not args.no_report:
             from practicum.report import write_run_report
 
-            md, _ = write_run_report(run.index.get(run.id))
+            md, _ = write_run_report(run.record)
             print(f"report: {md}")
         return 0
     finally:
