@@ -5,7 +5,6 @@ from-scratch piece against torch or hand-computed values; each new entry end to 
 from __future__ import annotations
 
 import json
-import math
 import os
 import signal
 import subprocess

@@ -48,6 +48,18 @@ class Preset:
         """The keyword arguments the model class accepts."""
         return [p for p in inspect.signature(self.cls).parameters if p != "self"]
 
+    def check(self, options: dict) -> None:
+        """ValueError (for the config loader) when ``options`` names an argument the class lacks."""
+        known = self.options()
+        unknown = [k for k in options if k not in known]
+        if unknown:
+            raise ValueError(f"model.options: preset '{self.name}' has no option '{unknown[0]}'"
+                             f"{nearest(unknown[0], known)}; valid: {', '.join(known)}")
+
+    def identity(self) -> dict:
+        """What the name stands for, for a run's identity: the class and its table of arguments."""
+        return {"class": f"{self.cls.__module__}.{self.cls.__qualname__}", "preset": self.defaults}
+
     @property
     def image_size(self) -> int:
         """The natural input size: the preset's, else the class's default."""

@@ -28,7 +28,6 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from practicum import fileio
 from practicum.config import Experiment, Section
 from practicum.errors import UsageError
-from practicum.registry import nearest
 from practicum.train import config
 
 
@@ -92,11 +91,7 @@ class Model(Section):
         if user.is_user_model(self.name):
             user.resolve(self.name, []).check_options(**kwargs)
         else:
-            known = MODELS[self.name].options()
-            unknown = [k for k in self.options if k not in known]
-            if unknown:
-                raise ValueError(f"model.options: preset '{self.name}' has no option '{unknown[0]}'"
-                                 f"{nearest(unknown[0], known)}; valid: {', '.join(known)}")
+            MODELS[self.name].check(self.options)
         return self
 
     def resolved(self) -> dict:
@@ -104,8 +99,7 @@ class Model(Section):
 
         if user.is_user_model(self.name):
             return user.resolve(self.name, []).identity()
-        preset = MODELS[self.name]
-        return {"class": f"{preset.cls.__module__}.{preset.cls.__qualname__}", "preset": preset.defaults}
+        return MODELS[self.name].identity()
 
 
 def base_dirs(info: ValidationInfo) -> list[Path]:

@@ -35,7 +35,6 @@ from torch import nn
 
 from practicum import fileio
 from practicum.config import Experiment, Section
-from practicum.registry import nearest
 from practicum.train import config
 
 DDP = True  # on the shared fit loop: runs under --nproc N and torchrun
@@ -57,18 +56,13 @@ class Model(Section):
         from practicum.models import MODELS
 
         config.in_registry(MODELS, self.name)
-        known = MODELS[self.name].options()
-        unknown = [k for k in self.options if k not in known]
-        if unknown:
-            raise ValueError(f"model.options: preset '{self.name}' has no option '{unknown[0]}'"
-                             f"{nearest(unknown[0], known)}; valid: {', '.join(known)}")
+        MODELS[self.name].check(self.options)
         return self
 
     def resolved(self) -> dict:
         from practicum.models import MODELS
 
-        preset = MODELS[self.name]
-        return {"class": f"{preset.cls.__module__}.{preset.cls.__qualname__}", "preset": preset.defaults}
+        return MODELS[self.name].identity()
 
 
 class Optim(config.Optim):

@@ -86,7 +86,6 @@ def entry_sampler(plan):
         key = selector.get("key", metric)
         values = [r.summary[key] for r in runs if isinstance(r.summary.get(key), (int, float))]
         finite = [v for v in values if math.isfinite(v)]
-        failed = sum(1 for j in plan.entries.get(selector["entry"], []) if j.done is None) if runs else 0
         return Sample(selector_label(selector), finite, len(values) - len(finite),
                       [curve(r, key) for r in runs] if with_curves else [])
 
