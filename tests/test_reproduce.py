@@ -26,6 +26,7 @@ FIGURE_ONLY = {
     "lm-jaychou": "003 names the lyrics corpus without a number; lm-timemachine carries D2L's",
     "mt-fra-eng": "003: BLEU has no published corpus figure; D2L's four sentences are in its report",
     "study-optimizers-2d": "003: trajectories on test functions, checked against torch.optim",
+    "study-gd-basics": "003: walks on x², x cos(cx) and under schedules, checked against hand values",
     "w2v-ptb": "003: nearest words, no number",
     "sentiment-imdb-tiny": "003: d2l's 20-review sample is too small for a held-out number",
     "finetune-scratch": "003: fine-tuning has no published number on these data",

@@ -17,7 +17,7 @@ from practicum.registry import nearest
 
 TASKS = ("numpy_mlp", "activations", "linreg", "optim2d", "classify", "cifar_kaggle", "multilabel",
          "language_model", "translation", "sentiment", "word2vec", "glove", "detection", "dcgan", "gan2d", "style",
-         "conv_scratch", "stability", "ngram")
+         "conv_scratch", "stability", "ngram", "gd_basics")
 
 # Names of tasks before they were named after their modules: old experiment files still load.
 RENAMED = {"numpy_classify": "numpy_mlp", "detect": "detection", "style_transfer": "style", "gan_2d": "gan2d",
