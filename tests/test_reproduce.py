@@ -36,7 +36,8 @@ FIGURE_ONLY = {
     "gan-2d": "003: no number", "dcgan-mnist": "003: no number",
     "ngram-timemachine": "003 Task02: frequency tables, Zipf exponents, n-gram perplexities beside the RNNs'",
     "ngram-jaychou": "003 Task02: as ngram-timemachine", "w2v-ptb-cbow": "003 Task07: beside skip-gram, no number",
-    "glove-ptb": "003 Task07: nearest words beside skip-gram's, no number", "conv-scratch": "003 Task05: checked against torch",
+    "glove-ptb": "003 Task07: nearest words beside skip-gram's, no number",
+    "fmnist-mlp-cv": "003 Task03: the weight decay chosen by 5-fold cross-validation, measured once on test", "conv-scratch": "003 Task05: checked against torch",
 }
 
 
