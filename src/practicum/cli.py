@@ -296,6 +296,7 @@ def cmd_reproduce(args) -> int:
             continue
         log = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
         counts = reproduce.run(plan, workers=args.workers, log=log)
+        index.refresh()  # the runs just finished are in their folders, not yet in this cache
         plan = reproduce.plan(seed, quick=args.quick, index=index)  # what is finished now
         out = reproduce.reproductions_dir() / (seed + ("-quick" if args.quick else ""))
         md, html = write_reproduction_report(plan, out, index)

@@ -157,7 +157,7 @@ def estimate(p: Plan, index: Index, probe: bool = True) -> None:
             job.estimate, job.how = sibling.duration, f"run {sibling.id} (seed {sibling_seed(sibling)})"
             continue
         measured = cfg.expect.measured
-        if measured and measured.seconds and not job.overrides:
+        if measured and measured.seconds and not job.overrides and not p.quick:  # the full run's time
             job.estimate, job.how = measured.seconds, f"recorded in the entry ({measured.date})"
             continue
         key = (job.experiment, tuple(job.overrides), p.quick)

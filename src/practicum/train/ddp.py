@@ -53,7 +53,12 @@ def init() -> None:
               "connect (pytorch/pytorch#135712); run torchrun with TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1",
               file=sys.stderr)
     gpus = torch.cuda.is_available() and torch.cuda.device_count() >= int(os.environ.get("LOCAL_WORLD_SIZE", 1))
-    dist.init_process_group("nccl" if gpus else "gloo")
+    backend = "nccl" if gpus else "gloo"
+    if os.environ.get("PRACTICUM_RENDEZVOUS"):  # `--nproc` on one host: a file store (train/launch.py)
+        dist.init_process_group(backend, init_method="file://" + os.environ["PRACTICUM_RENDEZVOUS"],
+                                rank=int(os.environ["RANK"]), world_size=int(os.environ["WORLD_SIZE"]))
+    else:  # torchrun, or MASTER_ADDR / MASTER_PORT set by hand
+        dist.init_process_group(backend)
     if gpus:
         torch.cuda.set_device(device_for_rank())
 

@@ -1,8 +1,9 @@
 """``practicum run ... --nproc N``: start N ranks of the same command, torchrun-style.
 
 The launcher imports no torch: it re-runs ``python -m practicum run ...`` (without ``--nproc``)
-N times with RANK / WORLD_SIZE / MASTER_ADDR / MASTER_PORT set, waits, and passes rank 0's exit
-status on. If a rank fails, the others are stopped. Under ``torchrun`` (which sets the same
+N times with RANK / WORLD_SIZE set and a rendezvous file (``PRACTICUM_RENDEZVOUS``: a FileStore in
+a fresh temporary folder, so no TCP port is picked and raced for by a neighbouring job), waits,
+and passes rank 0's exit status on. If a rank fails, the others are stopped. Under ``torchrun`` (which sets the same
 variables) ``practicum run`` goes straight to ``run_rank``, on one node or many::
 
     torchrun --nnodes 2 --nproc-per-node 4 --rdzv-backend c10d --rdzv-endpoint HOST:29400 \
@@ -16,9 +17,9 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -63,38 +64,49 @@ def rank_argv(args) -> list[str]:
 
 
 def spawn(nproc: int, argv: list[str]) -> int:
-    with socket.socket() as s:  # a free port for the rendezvous
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    procs = []
-    for rank in range(nproc):
-        env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(nproc),
-               "LOCAL_WORLD_SIZE": str(nproc), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
-        if "OMP_NUM_THREADS" not in os.environ:  # share the cores, as torchrun does
-            env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // nproc))
-        procs.append(subprocess.Popen([sys.executable, "-m", "practicum", *argv], env=env))
+    with tempfile.TemporaryDirectory(prefix="practicum-rdzv-") as rendezvous:
+        procs = []
+        for rank in range(nproc):
+            env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(nproc),
+                   "LOCAL_WORLD_SIZE": str(nproc), "PRACTICUM_RENDEZVOUS": os.path.join(rendezvous, "store")}
+            if "OMP_NUM_THREADS" not in os.environ:  # share the cores, as torchrun does
+                env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // nproc))
+            procs.append(subprocess.Popen([sys.executable, "-m", "practicum", *argv], env=env))
+        codes = wait_all(procs)
+    if codes[0] == 0 and any(codes):
+        raise PracticumError(f"rank {next(i for i, c in enumerate(codes) if c)} failed (exit statuses {codes})")
+    return codes[0] if codes[0] >= 0 else 1
 
+
+def wait_all(procs: list[subprocess.Popen]) -> list[int]:
+    """Wait for every rank; when one fails, stop the others (they would hang in a collective)
+    and say which rank failed first and how."""
     def stop(signum=signal.SIGTERM):
         for p in procs:
             if p.poll() is None:
                 p.send_signal(signum)
 
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop())
+    first = None
     try:
         while any(p.poll() is None for p in procs):
-            if any(p.poll() not in (None, 0) for p in procs):  # one failed: the others would hang
+            failed = [(i, p.returncode) for i, p in enumerate(procs) if p.poll() not in (None, 0)]
+            if failed:
+                first = first or failed[0]
                 stop()
             time.sleep(0.1)
     except KeyboardInterrupt:  # the ranks got the SIGINT too; let them record the interruption
         for p in procs:
             p.wait()
-        return 130
+        raise SystemExit(130)
     finally:
         signal.signal(signal.SIGTERM, previous)
-    codes = [p.returncode for p in procs]
-    if codes[0] == 0 and any(codes):
-        raise PracticumError(f"rank {next(i for i, c in enumerate(codes) if c)} failed (exit statuses {codes})")
-    return codes[0] if codes[0] >= 0 else 1
+    first = first or next(((i, p.returncode) for i, p in enumerate(procs) if p.returncode), None)
+    if first:
+        rank, code = first
+        how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+        print(f"practicum: rank {rank} failed first ({how}); the other ranks were stopped", file=sys.stderr)
+    return [p.returncode for p in procs]
 
 
 def run_rank(args) -> int:
