@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -432,6 +433,14 @@ COMMANDS = {"list": cmd_list, "run": cmd_run, "sweep": cmd_sweep, "reproduce": c
 
 
 def main(argv: list[str] | None = None) -> int:
+    code = run_command(argv)
+    ddp = sys.modules.get("practicum.train.ddp")
+    if ddp is not None and ddp.joined:
+        ddp.exit_rank(code)  # a DDP rank: no interpreter finalization (see exit_rank)
+    return code
+
+
+def run_command(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
     from practicum.store import set_invocation

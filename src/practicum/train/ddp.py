@@ -41,6 +41,9 @@ def device_for_rank() -> torch.device:
     return torch.device("cpu")
 
 
+joined = False  # this process joined a process group (it is a rank)
+
+
 def init() -> None:
     """Join the process group described by the environment (RANK, WORLD_SIZE, MASTER_*)."""
     if dist.is_initialized():
@@ -54,6 +57,8 @@ def init() -> None:
               file=sys.stderr)
     gpus = torch.cuda.is_available() and torch.cuda.device_count() >= int(os.environ.get("LOCAL_WORLD_SIZE", 1))
     backend = "nccl" if gpus else "gloo"
+    global joined
+    joined = True  # this process ends through exit_rank (cli.main)
     if os.environ.get("PRACTICUM_RENDEZVOUS"):  # `--nproc` on one host: a file store (train/launch.py)
         dist.init_process_group(backend, init_method="file://" + os.environ["PRACTICUM_RENDEZVOUS"],
                                 rank=int(os.environ["RANK"]), world_size=int(os.environ["WORLD_SIZE"]))
@@ -144,6 +149,20 @@ class RankRun:
         pass
 
 
-def shutdown() -> None:
+def shutdown(wait_for_all: bool = False) -> None:
+    """Leave the process group. After a clean finish every rank waits for the others first: a
+    rank that tears gloo down while rank 0 still writes can abort (std::terminate) in gloo's
+    threads. See also ``exit_rank``."""
     if dist.is_available() and dist.is_initialized():
+        if wait_for_all:
+            dist.barrier()
         dist.destroy_process_group()
+
+
+def exit_rank(code: int) -> None:
+    """End a rank's process now, skipping interpreter finalization: a DDP module or work object
+    still referenced at exit would destroy gloo's worker threads while Python is torn down, which
+    aborts with "terminate called without an active exception" (SIGABRT) at random."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

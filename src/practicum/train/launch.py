@@ -117,55 +117,63 @@ def run_rank(args) -> int:
     on the restart rank 0 finds it, takes over its claim (the claim of an earlier attempt of the
     same job, or of a process that is gone, is stale at once) and every rank resumes from the
     last checkpoint. The ranks > 0 never claim."""
+    from practicum.train import ddp
+
+    ddp.init()
+    code = 1
+    try:
+        code = rank_body(args)
+        return code
+    finally:
+        ddp.shutdown(wait_for_all=code == 0)
+
+
+def rank_body(args) -> int:
     from practicum.config import load_experiment
     from practicum.execute import execute, run_task, start
     from practicum.store import host
     from practicum.train import ddp
 
-    ddp.init()
-    try:
-        cfg = load_experiment(args.experiment, args.override, seed=args.seed, quick=args.quick)
-        hosts = ddp.all_gather_object(host())
-        shared, run = None, None
+    cfg = load_experiment(args.experiment, args.override, seed=args.seed, quick=args.quick)
+    hosts = ddp.all_gather_object(host())
+    shared, run = None, None
+    if ddp.is_main():
+        restarted = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", 0)) > 0
+        claim, run = start(cfg, force=args.force, wait=restarted, hosts=hosts)
+        shared = (claim.action, claim.record.id, claim.record.dir, claim.record.headline)
+    action, run_id, run_dir, headline = ddp.broadcast_object(shared)
+    if action == "finished":
         if ddp.is_main():
-            restarted = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", 0)) > 0
-            claim, run = start(cfg, force=args.force, wait=restarted, hosts=hosts)
-            shared = (claim.action, claim.record.id, claim.record.dir, claim.record.headline)
-        action, run_id, run_dir, headline = ddp.broadcast_object(shared)
-        if action == "finished":
-            if ddp.is_main():
-                print(f"{cfg.name}: already finished as run {run_id} ({run_dir}); {headline or ''} "
-                      "— use --force to run again")
-            return 0
-        if action == "busy":
-            raise PracticumError(f"{cfg.name}: run {run_id} of this config is in progress; wait for it")
-        # Rank 0 writes the checkpoints there and every rank reads them on a resume: one directory.
-        blind = [h for h, sees in zip(hosts, ddp.all_gather_object(Path(run_dir).is_dir())) if not sees]
-        if blind:
-            message = (f"the run directory {run_dir} is not visible on {', '.join(sorted(set(blind)))}: "
-                       "PRACTICUM_HOME must be on a filesystem every node mounts at the same path")
-            if run is not None:
-                run.fail(message)
-            raise PracticumError(message)
-        if not ddp.is_main():
-            run_task(cfg, ddp.RankRun(Path(run_dir), action == "resume", cfg, run_id))
-            return 0
-        nodes = len(set(hosts))
-        print(f"{cfg.name}: {'resuming' if run.resumed else 'starting'} run {run.id} in {run.dir} "
-              f"on {ddp.world_size()} processes" + (f" on {nodes} hosts" if nodes > 1 else ""), file=sys.stderr)
-        try:
-            summary = execute(run)
-        except KeyboardInterrupt:
-            print(f"{cfg.name}: interrupted; run the same command again to resume {run.id}", file=sys.stderr)
-            return 130
-        metric = cfg.expect.metric
-        shown = f"{metric}={summary[metric]:.4f}" if metric in summary else ""
-        print(f"{cfg.name}: finished run {run.id}: {shown} in {run.record.duration:.1f}s -> {run.dir}")
-        if not args.no_report:
-            from practicum.report import write_run_report
-
-            md, _ = write_run_report(run.record)
-            print(f"report: {md}")
+            print(f"{cfg.name}: already finished as run {run_id} ({run_dir}); {headline or ''} "
+                  "— use --force to run again")
         return 0
-    finally:
-        ddp.shutdown()
+    if action == "busy":
+        raise PracticumError(f"{cfg.name}: run {run_id} of this config is in progress; wait for it")
+    # Rank 0 writes the checkpoints there and every rank reads them on a resume: one directory.
+    blind = [h for h, sees in zip(hosts, ddp.all_gather_object(Path(run_dir).is_dir())) if not sees]
+    if blind:
+        message = (f"the run directory {run_dir} is not visible on {', '.join(sorted(set(blind)))}: "
+                   "PRACTICUM_HOME must be on a filesystem every node mounts at the same path")
+        if run is not None:
+            run.fail(message)
+        raise PracticumError(message)
+    if not ddp.is_main():
+        run_task(cfg, ddp.RankRun(Path(run_dir), action == "resume", cfg, run_id))
+        return 0
+    nodes = len(set(hosts))
+    print(f"{cfg.name}: {'resuming' if run.resumed else 'starting'} run {run.id} in {run.dir} "
+          f"on {ddp.world_size()} processes" + (f" on {nodes} hosts" if nodes > 1 else ""), file=sys.stderr)
+    try:
+        summary = execute(run)
+    except KeyboardInterrupt:
+        print(f"{cfg.name}: interrupted; run the same command again to resume {run.id}", file=sys.stderr)
+        return 130
+    metric = cfg.expect.metric
+    shown = f"{metric}={summary[metric]:.4f}" if metric in summary else ""
+    print(f"{cfg.name}: finished run {run.id}: {shown} in {run.record.duration:.1f}s -> {run.dir}")
+    if not args.no_report:
+        from practicum.report import write_run_report
+
+        md, _ = write_run_report(run.record)
+        print(f"report: {md}")
+    return 0
