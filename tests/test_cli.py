@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from helpers import practicum
 
 
 def test_list_shows_the_catalog(cli):
@@ -102,11 +103,6 @@ def test_data_list_fetch_verify(cli):
 
 RESUME_ARGS = ["run", "numpy-mnist", "--quick", "-o", "train.epochs=40", "-o", "train.checkpoint_every=1",
                "-o", "train.eval_every=1", "--no-report"]
-
-
-def practicum(*args, env):
-    return subprocess.run([sys.executable, "-m", "practicum", *args], capture_output=True, text=True,
-                          env=env, timeout=300)
 
 
 def checkpoint_epoch(home: Path) -> int:

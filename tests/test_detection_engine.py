@@ -7,18 +7,21 @@ from __future__ import annotations
 
 import json
 import math
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers import kill_when, one_thread_env, practicum, runs
 
 from practicum.data import augment as A
-from practicum.detection import DetectionAP, average_precision, box_iou, mean_average_precision, multibox_target
+from practicum.detection import (
+    DetectionAP,
+    average_precision,
+    box_iou,
+    mean_average_precision,
+    multibox_target,
+)
 
 PAD = [-1.0] * 5
 
@@ -242,32 +245,9 @@ RESUME_ARGS = ["run", "detect-fruit", "--quick", "--no-report", "-o", "data.trai
                "-o", "train.threads=1"]
 
 
-def practicum(*args, env, timeout=300):
-    return subprocess.run([sys.executable, "-m", "practicum", *args], capture_output=True, text=True,
-                          env=env, timeout=timeout)
-
-
-def one_thread_env() -> dict:
-    import os
-
-    return {**os.environ, "OMP_NUM_THREADS": "1"}
-
-
-def last_checkpoint(home: Path) -> dict | None:
-    found = list(home.glob("detect-fruit/*/checkpoints/last.pt"))
-    try:
-        return torch.load(found[0], weights_only=True)["loop"] if found else None
-    except Exception:  # noqa: BLE001 - written atomically, but the directory may be mid-listing
-        return None
-
-
 def metric_lines(run_dir: Path) -> list[tuple]:
     return [(r["step"], r["split"], r["name"], r["value"])
             for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())]
-
-
-def runs(env) -> list[dict]:
-    return json.loads(practicum("runs", "--json", env=env).stdout)
 
 
 def test_detection_killed_mid_epoch_resumes_bit_identical(cli, home, tmp_path, monkeypatch):
@@ -277,17 +257,8 @@ def test_detection_killed_mid_epoch_resumes_bit_identical(cli, home, tmp_path, m
     (ref_dir,) = (tmp_path / "ref").glob("detect-fruit/*/")
 
     env = one_thread_env()
-    child = subprocess.Popen([sys.executable, "-m", "practicum", *RESUME_ARGS], env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while time.time() < deadline and child.poll() is None:
-        ck = last_checkpoint(home)
-        if ck and ck["step"] >= 4 and ck["position"] > 0:
-            break
-        time.sleep(0.01)
-    child.send_signal(signal.SIGKILL)
-    child.wait()
-    ck = last_checkpoint(home)
+    ck = kill_when(RESUME_ARGS, home, "detect-fruit/*/checkpoints/last.pt",
+                   lambda ck: ck["step"] >= 4 and ck["position"] > 0, env)
     assert ck is not None and 0 < ck["step"] < 28 and ck["position"] > 0, "the kill must land mid-epoch"
     assert [r["status"] for r in runs(env)] == ["interrupted"]
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import practicum
 
 
 def runs_of(home: Path) -> list[dict]:
@@ -59,11 +60,6 @@ def test_device_cpu_is_used_and_a_missing_gpu_is_one_line(cli, home):
     code, _, err = cli("run", "mnist-lenet", "--quick", "-o", "train.device=cuda")
     assert code == 2 and len(err.strip().splitlines()) == 1 and "no CUDA GPU" in err
     assert len(runs_of(home)) == 1  # nothing new was claimed
-
-
-def practicum(*args, env) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "practicum", *args], env=env, capture_output=True, text=True,
-                          timeout=300)
 
 
 def test_threads_default_to_the_machine_and_are_shared_by_sweep_workers(home):

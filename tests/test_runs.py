@@ -80,8 +80,13 @@ def test_dead_process_is_interrupted_and_resumed(home, cfg):
     assert json.loads((run_dir / "status.json").read_text())["status"] == "running"  # what the process wrote
     assert index.get(run_id).status == "interrupted"  # its claim's process is gone: known at once
     assert [r.status for r in index.list()] == ["interrupted"]
+    # the dead sitting closed nothing: its time, status.json (its start) to its last metric line, still counts
+    started = (run_dir / "status.json").stat().st_mtime
+    (run_dir / "metrics.jsonl").touch()
+    os.utime(run_dir / "metrics.jsonl", (started + 100, started + 100))
     claim = index.claim(cfg)
     assert claim.action == "resume" and claim.record.id == run_id
+    assert claim.record.duration == pytest.approx(100, abs=1)
 
 
 def test_live_run_is_busy_not_stolen(home, cfg):

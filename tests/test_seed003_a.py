@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from helpers import latest_run, table
 from practicum.config import load_experiment
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -27,16 +28,6 @@ def keep_torch_threads():
     before = torch.get_num_threads()
     yield
     torch.set_num_threads(before)
-
-
-def only_run(cli, experiment: str) -> Path:
-    runs = json.loads(cli("runs", "--json", "--experiment", experiment)[1])
-    assert runs and runs[-1]["status"] == "finished", runs
-    return Path(runs[-1]["dir"])
-
-
-def table(run_dir: Path, name: str) -> dict:
-    return json.loads((run_dir / "tables" / f"{name}.json").read_text(encoding="utf-8"))
 
 
 def summary_of(run_dir: Path) -> dict:
@@ -117,7 +108,7 @@ def test_ngram_scores_exactly_the_rnn_validation_targets():
 def test_ngram_entries_run_quick_without_and_with_an_rnn_run(cli):
     code, _, err = cli("run", "ngram-timemachine", "--quick", "--no-report")
     assert code == 0, err
-    run_dir = only_run(cli, "ngram-timemachine")
+    run_dir = latest_run(cli, "ngram-timemachine")
     in_quick_band(run_dir, "ngram-timemachine")
     caption = table(run_dir, "5_perplexity")["caption"]
     assert "no RNN perplexities" in caption and "practicum run lm-timemachine" in caption
@@ -132,13 +123,13 @@ def test_ngram_entries_run_quick_without_and_with_an_rnn_run(cli):
     # an RNN run with the same data settings (one model, to be quick): now it stands beside
     assert cli("run", "lm-timemachine", "--quick", "--no-report", "-o", 'model.names=["gru"]')[0] == 0
     assert cli("run", "ngram-timemachine", "--quick", "--no-report", "--force")[0] == 0
-    run_dir = only_run(cli, "ngram-timemachine")
+    run_dir = latest_run(cli, "ngram-timemachine")
     rows = {r[0]: r for r in table(run_dir, "5_perplexity")["rows"]}
     lm = json.loads(cli("runs", "--json", "--experiment", "lm-timemachine")[1])[-1]
     assert rows["gru"][1] == pytest.approx(lm["summary"]["val/perplexity_gru"]) and lm["id"] in rows["gru"][2]
 
     assert cli("run", "ngram-jaychou", "--quick", "--no-report")[0] == 0
-    run_dir = only_run(cli, "ngram-jaychou")
+    run_dir = latest_run(cli, "ngram-jaychou")
     in_quick_band(run_dir, "ngram-jaychou")
     assert table(run_dir, "1_unigrams")["rows"][0][1] == "␣"  # the space between lyric lines
 
@@ -195,7 +186,7 @@ def test_pooling_with_padding_and_stride_equals_torch():
 def test_conv_scratch_entry_learns_the_edge_kernel(cli):
     code, _, err = cli("run", "conv-scratch", "--quick")
     assert code == 0, err
-    run_dir = only_run(cli, "conv-scratch")
+    run_dir = latest_run(cli, "conv-scratch")
     in_quick_band(run_dir, "conv-scratch")
     s = summary_of(run_dir)
     assert s["kernel/scratch_k[0,0]"] == pytest.approx(s["kernel/torch_k[0,0]"], abs=1e-6)  # same start, same steps
@@ -272,7 +263,7 @@ def test_fmnist_lenet_bn_scratch_entry_runs_quick(cli):
     assert cfg.expect.min == 0.859 and "0.859" in cfg.description  # DIDL-PT 5.10's scratch BN-LeNet
     code, _, err = cli("run", "fmnist-lenet-bn-scratch", "--quick", "--no-report")
     assert code == 0, err
-    in_quick_band(only_run(cli, "fmnist-lenet-bn-scratch"), "fmnist-lenet-bn-scratch")
+    in_quick_band(latest_run(cli, "fmnist-lenet-bn-scratch"), "fmnist-lenet-bn-scratch")
 
 
 # -- 4. numerical stability --------------------------------------------------------------------------
@@ -325,7 +316,7 @@ def test_grad_norm_recorder_reads_the_step_gradients():
 def test_stability_entry_and_study_run_quick(cli, home):
     code, _, err = cli("run", "fmnist-mlp-deep", "--quick")
     assert code == 0, err
-    run_dir = only_run(cli, "fmnist-mlp-deep")
+    run_dir = latest_run(cli, "fmnist-mlp-deep")
     in_quick_band(run_dir, "fmnist-mlp-deep")
     data = json.loads((run_dir / "grad_norms.json").read_text())
     assert len(data["norms"]) == 20 and len(data["layers"]) == 10 and data["label"] == "relu, init xavier"

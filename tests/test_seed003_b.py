@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import latest_run, meets_quick_band, one_thread_env, table
 
 from practicum.config import load_experiment
 
@@ -19,24 +20,6 @@ def keep_torch_threads():
     before = torch.get_num_threads()
     yield
     torch.set_num_threads(before)
-
-
-def latest_run(cli, experiment: str) -> Path:
-    _, out, _ = cli("runs", "--json", "--experiment", experiment)
-    runs = json.loads(out)
-    assert runs and runs[-1]["status"] == "finished", runs
-    return Path(runs[-1]["dir"])
-
-
-def table(run_dir: Path, name: str) -> dict:
-    return json.loads((run_dir / "tables" / f"{name}.json").read_text(encoding="utf-8"))
-
-
-def meets_quick_band(run_dir: Path, name: str) -> dict:
-    cfg = load_experiment(name, quick=True)
-    summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary[cfg.expect.metric] >= cfg.expect.quick_min, (cfg.expect.metric, summary)
-    return summary
 
 
 # ---------------------------------------------------------------------------------------------
@@ -217,12 +200,6 @@ def practicum_process(*args, env, timeout=300):
 
     return subprocess.run([sys.executable, "-m", "practicum", *args], capture_output=True, text=True,
                           env=env, timeout=timeout)
-
-
-def one_thread_env() -> dict:
-    import os
-
-    return {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 def metric_lines(run_dir: Path) -> list[tuple]:

@@ -3,12 +3,13 @@ hand-over by run id. (The language model's and the translator's resume after kil
 tests/test_text_seq_engine.py.)"""
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
+from helpers import latest_run, meets_quick_band, table
 
 from practicum.config import load_experiment
+
 
 @pytest.fixture(autouse=True)
 def keep_torch_threads():
@@ -24,28 +25,11 @@ TEXT_ENTRIES = ["lm-timemachine", "lm-jaychou", "mt-fra-eng", "w2v-ptb", "sentim
                 "sentiment-imdb-tiny"]
 
 
-def only_run(cli, experiment: str) -> Path:
-    _, out, _ = cli("runs", "--json", "--experiment", experiment)
-    runs = json.loads(out)
-    assert runs and runs[-1]["status"] == "finished", runs
-    return Path(runs[-1]["dir"])
-
-
-def table(run_dir: Path, name: str) -> dict:
-    return json.loads((run_dir / "tables" / f"{name}.json").read_text(encoding="utf-8"))
-
-
-def meets_quick_band(run_dir: Path, name: str) -> None:
-    cfg = load_experiment(name, quick=True)
-    summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary[cfg.expect.metric] >= cfg.expect.quick_min, (cfg.expect.metric, summary)
-
-
 @pytest.mark.parametrize("name", ["lm-timemachine", "lm-jaychou"])
 def test_language_model_entries_run_quick(cli, name):
     code, _, err = cli("run", name, "--quick", "--no-report")
     assert code == 0, err
-    run_dir = only_run(cli, name)
+    run_dir = latest_run(cli, name)
     meets_quick_band(run_dir, name)
     summary = json.loads((run_dir / "summary.json").read_text())
     models = ["rnn_scratch", "rnn", "gru", "lstm"]
@@ -70,7 +54,7 @@ def test_language_model_entries_run_quick(cli, name):
 def test_translation_entry_runs_quick_with_report(cli):
     code, _, err = cli("run", "mt-fra-eng", "--quick")
     assert code == 0, err
-    run_dir = only_run(cli, "mt-fra-eng")
+    run_dir = latest_run(cli, "mt-fra-eng")
     meets_quick_band(run_dir, "mt-fra-eng")
     bleu = table(run_dir, "1_bleu")
     assert [r[0] for r in bleu["rows"]] == ["seq2seq", "bahdanau", "transformer"]
@@ -91,7 +75,7 @@ def test_word2vec_then_sentiment_from_its_embeddings(cli, home):
 
     code, _, err = cli("run", "w2v-ptb", "--quick", "--no-report")
     assert code == 0, err
-    w2v_dir = only_run(cli, "w2v-ptb")
+    w2v_dir = latest_run(cli, "w2v-ptb")
     meets_quick_band(w2v_dir, "w2v-ptb")
     import numpy as np
 
@@ -104,14 +88,14 @@ def test_word2vec_then_sentiment_from_its_embeddings(cli, home):
     for name in ("sentiment-rt-polarity", "sentiment-imdb-tiny"):
         code, _, err = cli("run", name, "--quick", "--no-report")
         assert code == 0, err
-        run_dir = only_run(cli, name)
+        run_dir = latest_run(cli, name)
         meets_quick_band(run_dir, name)
         source = json.loads((run_dir / "w2v_source.json").read_text())
         assert source["resolved_id"] == w2v_dir.name  # the run it loaded, by id
         variants = [r[0] for r in table(run_dir, "1_accuracy")["rows"]]
         assert sorted(variants) == ["bilstm-random", "bilstm-w2v", "textcnn-random", "textcnn-w2v"]
         assert [r[0] for r in table(run_dir, "2_w2v_init")["rows"]] == ["textcnn", "bilstm"]
-    rt = json.loads((only_run(cli, "sentiment-rt-polarity") / "splits.json").read_text())
+    rt = json.loads((latest_run(cli, "sentiment-rt-polarity") / "splits.json").read_text())
     assert rt["sizes"] == {"test": 60, "val": 60, "train": 480}
 
     # pinning the word2vec run by id works too; a wrong id is a usage error naming it

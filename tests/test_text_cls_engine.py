@@ -6,28 +6,11 @@ the text padded once, and word2vec's examples a function of (seed, epoch)."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
-
-
-def practicum(*args, env, timeout=300):
-    return subprocess.run([sys.executable, "-m", "practicum", *args], capture_output=True, text=True,
-                          env=env, timeout=timeout)
-
-
-def one_thread_env() -> dict:
-    return {**os.environ, "OMP_NUM_THREADS": "1"}
-
-
-def runs(env) -> list[dict]:
-    return json.loads(practicum("runs", "--json", env=env).stdout)
+from helpers import kill_when, one_thread_env, practicum, runs
 
 
 def lines(run_dir: Path) -> list[tuple]:
@@ -47,32 +30,6 @@ def table_rows(run_dir: Path, name: str, drop_last_column: bool = False) -> list
 def same_weights(a: Path, b: Path) -> bool:
     sa, sb = (torch.load(p, weights_only=True)["model"] for p in (a, b))
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
-
-
-def loop_state(path_glob, home: Path) -> dict | None:
-    found = list(home.glob(path_glob))
-    try:
-        return torch.load(found[0], weights_only=True)["loop"] if found else None
-    except Exception:  # noqa: BLE001 - written atomically, but the directory may be mid-listing
-        return None
-
-
-def kill_when(args: list[str], home: Path, path_glob: str, ready) -> dict:
-    """Start ``practicum *args`` in a child, SIGKILL it once its checkpoint at ``path_glob``
-    satisfies ``ready``; returns the loop state the resume will start from."""
-    child = subprocess.Popen([sys.executable, "-m", "practicum", *args], env=one_thread_env(),
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while time.time() < deadline and child.poll() is None:
-        ck = loop_state(path_glob, home)
-        if ck and ready(ck):
-            break
-        time.sleep(0.01)
-    child.send_signal(signal.SIGKILL)
-    child.wait()
-    ck = loop_state(path_glob, home)
-    assert ck is not None and ready(ck) and not ck["done"], f"the kill must land mid-epoch: {ck}"
-    return ck
 
 
 def resume_and_compare(args, env, home, ref_home) -> tuple[Path, Path]:

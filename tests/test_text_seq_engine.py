@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import practicum, runs
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -149,15 +150,6 @@ sys.exit(main(sys.argv[3:]))
 
 def env_one_thread() -> dict:
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(SRC)}
-
-
-def practicum(*args, env, timeout=300):
-    return subprocess.run([sys.executable, "-m", "practicum", *args], capture_output=True, text=True,
-                          env=env, timeout=timeout)
-
-
-def runs(env) -> list[dict]:
-    return json.loads(practicum("runs", "--json", env=env).stdout)
 
 
 def metric_lines(run_dir: Path) -> list[tuple]:

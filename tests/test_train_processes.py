@@ -4,37 +4,15 @@ trained by two DistributedDataParallel processes (gloo on CPU) into one run."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import torch
-
+from helpers import kill_when, one_thread_env, practicum, runs
 
 # LeNet on 1500 images, batch 64: 24 steps per epoch, 2 epochs, a checkpoint every 3 steps.
 RESUME_ARGS = ["run", "mnist-lenet", "--quick", "--no-report", "-o", "data.train_limit=1500",
                "-o", "train.epochs=2", "-o", "train.checkpoint_steps=3", "-o", "train.log_steps=2",
                "-o", "train.eval_steps=10", "-o", "data.shift=2"]
-
-
-def practicum(*args, env, timeout=300):
-    return subprocess.run([sys.executable, "-m", "practicum", *args], capture_output=True, text=True,
-                          env=env, timeout=timeout)
-
-
-def one_thread_env(**extra) -> dict:
-    return {**os.environ, "OMP_NUM_THREADS": "1", **extra}
-
-
-def last_checkpoint(home: Path) -> dict | None:
-    found = list(home.glob("mnist-lenet/*/checkpoints/last.pt"))
-    try:
-        return torch.load(found[0], weights_only=True)["loop"] if found else None
-    except Exception:  # noqa: BLE001 - written atomically, but the directory may be mid-listing
-        return None
 
 
 def strip(run_dir: Path) -> list[tuple]:
@@ -50,10 +28,6 @@ def tb_scalars(run_dir: Path, tag: str) -> list[tuple]:
     return [(e.step, e.value) for e in ea.Scalars(tag)]
 
 
-def runs(env) -> list[dict]:
-    return json.loads(practicum("runs", "--json", env=env).stdout)
-
-
 def test_run_killed_mid_epoch_resumes_bit_identical(cli, home, tmp_path, monkeypatch):
     # 1. the reference: one uninterrupted run (in this process, one thread) in another home
     monkeypatch.setenv("PRACTICUM_HOME", str(tmp_path / "ref"))
@@ -63,17 +37,8 @@ def test_run_killed_mid_epoch_resumes_bit_identical(cli, home, tmp_path, monkeyp
 
     # 2. the same command, killed with SIGKILL just after a mid-epoch checkpoint
     env = one_thread_env()
-    child = subprocess.Popen([sys.executable, "-m", "practicum", *RESUME_ARGS], env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while time.time() < deadline and child.poll() is None:
-        ck = last_checkpoint(home)
-        if ck and ck["step"] >= 6 and ck["position"] > 0:
-            break
-        time.sleep(0.02)
-    child.send_signal(signal.SIGKILL)
-    child.wait()
-    ck = last_checkpoint(home)
+    ck = kill_when(RESUME_ARGS, home, "mnist-lenet/*/checkpoints/last.pt",
+                   lambda ck: ck["step"] >= 6 and ck["position"] > 0, env)
     assert ck is not None and 0 < ck["step"] < 48 and ck["position"] > 0, "the kill must land mid-epoch"
     assert [r["status"] for r in runs(env)] == ["interrupted"]
 

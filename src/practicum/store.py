@@ -424,6 +424,21 @@ def read_status(run_dir: Path) -> dict | None:
         return None
 
 
+def unclosed_sitting_seconds(run_dir: Path) -> float:
+    """The time of a sitting that ended without closing its run (kill -9, a lost machine), which
+    wrote no duration: from its status.json, written when the sitting started, to its last
+    metric line. 0 when the last sitting closed the run (its duration is in the record)."""
+    data = read_status(run_dir)
+    if not data or data.get("status") != "running":
+        return 0.0
+    try:
+        started = os.stat(Path(run_dir) / "status.json").st_mtime
+        last = os.stat(Path(run_dir) / "metrics.jsonl").st_mtime
+    except FileNotFoundError:
+        return 0.0
+    return max(0.0, last - started)
+
+
 def write_status(record: RunRecord) -> None:
     fileio.write_json(Path(record.dir) / "status.json", record.status_json())
 
@@ -722,6 +737,7 @@ class Index:
             if stale.get("run_id") == record.id:
                 log_event(run_dir, f"{host()} pid {os.getpid()} took over the claim of {describe(stale)}: {reason}")
         log_event(run_dir, f"resumed by {host()} pid {os.getpid()} (was {record.status})")
+        record.duration = (record.duration or 0.0) + unclosed_sitting_seconds(run_dir)
         record.status, record.pid, record.host, record.ended = "running", os.getpid(), host(), None
         write_status(record)
         hold.update(run_id=record.id)
