@@ -100,6 +100,16 @@ def test_a_fold_run_validates_on_its_fold_and_measures_no_test(cli, home):
     assert sum(record["class_counts"]["val"].values()) == 100
 
 
+def test_a_held_out_validation_split_is_recorded(cli, home):
+    code, _, err = cli("run", "fmnist-mlp", "--quick", "--no-report", *SLICE, "-o", "data.val_size=50")
+    assert code == 0, err
+    (run,) = runs_json(cli)
+    record = json.loads((Path(run["dir"]) / "splits.json").read_text())
+    assert record["bounds"] == {"train": [0, 250], "val": [250, 300]}  # the last 50 of the 300
+    assert record["sizes"] == {"train": 250, "val": 50} and "val_size" in record["how"]
+    assert sum(record["class_counts"]["val"].values()) == 50
+
+
 def test_run_folds_makes_k_runs_and_a_report_over_folds_then_nothing(cli, home):
     code, out, err = cli("run", "fmnist-mlp", "--quick", "--folds", "3", *SLICE)
     assert code == 0, err

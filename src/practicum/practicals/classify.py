@@ -14,7 +14,7 @@ folds and ``data.fold = k`` makes fold k the split 'val' and the other K - 1 the
 Such a run never loads the test set: a hyper-parameter chosen on the folds is then trained on all
 the training data (folds off) and measured once on test. ``practicum run ENTRY --folds K`` runs the
 K folds and reports mean ± std over them (sweeps.py, report/study.py); the run writes
-``splits.json`` (the folds' index ranges and the class counts of its two splits).
+``splits.json`` (the folds' or the held-out split's index ranges and the class counts of both).
 """
 
 from __future__ import annotations
@@ -178,15 +178,21 @@ def without_range(n: int, start: int, stop: int):
 
 
 def splits_record(cfg: Data, train_set, val_set) -> dict:
-    """What splits.json says about a fold run: the partition and the class counts of its splits."""
+    """What splits.json says about a run with a validation split (folds or ``val_size``): how
+    the training images were partitioned and the class counts of the two parts."""
     import torch
 
     n = len(train_set) + len(val_set)
     counts = lambda s: dict(zip(s.classes, torch.bincount(s.y, minlength=len(s.classes)).tolist()))
-    return {"dataset": cfg.name, "how": "contiguous folds of the first N training images (after "
-            "data.train_limit); fold data.fold is 'val', the others 'train'; the test set is not loaded",
-            "n": n, "folds": cfg.folds, "fold": cfg.fold, "bounds": fold_bounds(n, cfg.folds),
-            "sizes": {"train": len(train_set), "val": len(val_set)},
+    if cfg.folds:
+        how = {"how": "contiguous folds of the first N training images (after data.train_limit); fold "
+               "data.fold is 'val', the others 'train'; the test set is not loaded",
+               "folds": cfg.folds, "fold": cfg.fold, "bounds": fold_bounds(n, cfg.folds)}
+    else:
+        how = {"how": "the last data.val_size of the first N training images (after data.train_limit) are "
+               "'val', held out of training; model selection looks only at them",
+               "bounds": {"train": [0, n - len(val_set)], "val": [n - len(val_set), n]}}
+    return {"dataset": cfg.name, "n": n, **how, "sizes": {"train": len(train_set), "val": len(val_set)},
             "class_counts": {"train": counts(train_set), "val": counts(val_set)}}
 
 
@@ -194,7 +200,7 @@ def run(cfg: Config, run) -> dict:
     from practicum.train import ddp
 
     train_set, val_set, test_set = load_data(cfg.data)
-    if cfg.data.folds and ddp.is_main():
+    if val_set is not None and ddp.is_main():
         fileio.write_json(run.dir / "splits.json", splits_record(cfg.data, train_set, val_set))
     return fit_classifier(cfg, run, train_set, val_set, test_set)
 
