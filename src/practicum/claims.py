@@ -83,9 +83,18 @@ class Sample:
     def show(self) -> str:
         if not self.values:
             return f"{self.label}: no finished run" + (f" ({self.failed} failed)" if self.failed else "")
-        spread = f" ± {self.std:.4g}" if self.n > 1 else ""
+        mean = f"{self.mean:.4g}"
+        spread = f" ± {same_decimals(self.std, mean)}" if self.n > 1 else ""
         failed = f", {self.failed} failed" if self.failed else ""
-        return f"{self.label}: {self.mean:.4g}{spread} (n={self.n}{failed})"
+        return f"{self.label}: {mean}{spread} (n={self.n}{failed})"
+
+
+def same_decimals(x: float, shown: str) -> str:
+    """``x`` with as many decimals as ``shown`` has (a spread beside its mean: 0.9823 ± 0.0001,
+    not ± 5.774e-05)."""
+    if "e" in shown or "." not in shown:
+        return f"{x:.4g}" if "e" in shown else f"{x:.0f}"
+    return f"{x:.{len(shown.split('.')[1])}f}"
 
 
 @dataclass
