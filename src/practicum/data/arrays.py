@@ -22,6 +22,8 @@ from typing import Callable
 
 import torch
 
+from practicum.data.tensors import eval_shard, steps_per_epoch
+
 
 class ArrayLoader:
     def __init__(self, arrays: dict[str, torch.Tensor], batch_size: int, *, train: bool,
@@ -37,12 +39,10 @@ class ArrayLoader:
         self.rank, self.world, self.device = rank, world, torch.device(device)
         n = lengths.pop()
         if not train and world > 1:  # evaluation: a contiguous shard per rank
-            lo, hi = n * rank // world, n * (rank + 1) // world
+            lo, hi = eval_shard(n, rank, world)
             self.arrays, n = {k: a[lo:hi] for k, a in self.arrays.items()}, hi - lo
         self.n = n
-        full, rest = divmod(n, batch_size)
-        keep_rest = rest > 0 and not drop_last and (not train or rest >= world)
-        self.steps_per_epoch = full + int(keep_rest)
+        self.steps_per_epoch = steps_per_epoch(n, batch_size, train=train, drop_last=drop_last, world=world)
 
     def __len__(self) -> int:
         return self.steps_per_epoch

@@ -107,6 +107,18 @@ class Pipeline:
 # Batches as index slices
 
 
+def eval_shard(n: int, rank: int, world: int) -> tuple[int, int]:
+    """The contiguous slice [lo, hi) of n evaluation examples that ``rank`` of ``world`` scores."""
+    return n * rank // world, n * (rank + 1) // world
+
+
+def steps_per_epoch(n: int, batch_size: int, *, train: bool, drop_last: bool, world: int) -> int:
+    """Batches per epoch of a loader over n examples: a short last batch is kept unless
+    ``drop_last``, and in training under several processes only when every rank gets one."""
+    full, rest = divmod(n, batch_size)
+    return full + int(rest > 0 and not drop_last and (not train or rest >= world))
+
+
 class Loader:
     """Batches of a TensorSet: slices of a permutation (train) or of 0..N-1 (evaluation).
 
@@ -124,12 +136,10 @@ class Loader:
         self.rank, self.world, self.device = rank, world, torch.device(device)
         n = len(data)
         if not train and world > 1:  # evaluation: a contiguous shard per rank
-            lo, hi = n * rank // world, n * (rank + 1) // world
+            lo, hi = eval_shard(n, rank, world)
             self.data, n = data.subset(slice(lo, hi)), hi - lo
         self.n = n
-        full, rest = divmod(n, batch_size)
-        keep_rest = rest > 0 and not drop_last and (not train or rest >= world)
-        self.steps_per_epoch = full + int(keep_rest)
+        self.steps_per_epoch = steps_per_epoch(n, batch_size, train=train, drop_last=drop_last, world=world)
 
     def __len__(self) -> int:
         return self.steps_per_epoch
