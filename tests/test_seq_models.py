@@ -155,15 +155,30 @@ def test_masked_cross_entropy_by_hand():
 
 # -- translation models and decoding ---------------------------------------------------------------------
 
-TINY = {"seq2seq": dict(embed=8, hidden=12, layers=2, dropout=0.0),
-        "bahdanau": dict(embed=8, hidden=12, layers=2, dropout=0.0),
-        "transformer": dict(d_model=16, heads=2, ffn_hidden=16, blocks=2, dropout=0.0)}
+GRU = dict(embed=8, hidden=12, layers=2, dropout=0.0)
+RNNSEARCH = dict(GRU, bidirectional=True, deep_output=True)  # Bahdanau et al.'s encoder and output layer
+TINY = {"seq2seq": ("seq2seq", GRU), "seq2seq-bi-deep": ("seq2seq", RNNSEARCH),
+        "bahdanau": ("bahdanau", GRU), "bahdanau-bi-deep": ("bahdanau", RNNSEARCH),
+        "transformer": ("transformer", dict(d_model=16, heads=2, ffn_hidden=16, blocks=2, dropout=0.0))}
 BOS, EOS = 2, 3
 
 
-def tiny_model(name, V=11, seed=0):
+def tiny_model(case, V=11, seed=0):
     torch.manual_seed(seed)
-    return build_translator(name, 13, V, **TINY[name]).eval()
+    name, kwargs = TINY[case]
+    return build_translator(name, 13, V, **kwargs).eval()
+
+
+def test_bidirectional_context_is_each_direction_s_final_state_over_the_real_tokens():
+    model = tiny_model("seq2seq-bi-deep")
+    src = torch.tensor([[5, 6, 7, 8, 0, 0], [9, 4, 0, 0, 0, 0]])
+    with torch.no_grad():
+        state = model.encode(src, torch.tensor([4, 2]))
+        for i, n in enumerate((4, 2)):  # the GRU alone on the unpadded sentence
+            out, _ = model.encoder.rnn(model.encoder.embedding(src[i: i + 1, :n]))
+            torch.testing.assert_close(state["context"][i], torch.cat([out[0, -1, :12], out[0, 0, 12:]]))
+    assert state["hidden"].shape == (2, 2, 12)  # (B, L, H): the bridge maps both directions to one state
+    assert model.dense.in_features == 12 + 24 + 8  # deep output: decoder state, context, previous word
 
 
 @pytest.mark.parametrize("name", list(TINY))
@@ -213,8 +228,9 @@ def test_beam_one_equals_greedy(name):
         assert len(wide) <= 8 and EOS not in wide
 
 
-def test_greedy_returns_attention_rows_per_emitted_token():
-    model = tiny_model("bahdanau")
+@pytest.mark.parametrize("case", ["bahdanau", "bahdanau-bi-deep"])
+def test_greedy_returns_attention_rows_per_emitted_token(case):
+    model = tiny_model(case)
     seqs, attn = greedy(model, torch.randint(4, 13, (2, 5)), torch.tensor([5, 2]), BOS, EOS, 6,
                         with_attention=True)
     for s, a in zip(seqs, attn):

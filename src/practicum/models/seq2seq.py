@@ -33,41 +33,67 @@ from practicum.models.transformer import Transformer
 
 class GRUEncoder(nn.Module):
     """Embedding + multi-layer GRU. Padding is packed away, so the final state is the one after
-    each sentence's real last token (d2l runs the GRU over the padding too)."""
+    each sentence's real last token (d2l runs the GRU over the padding too).
 
-    def __init__(self, vocab_size: int, embed: int, hidden: int, layers: int, dropout: float):
+    ``bidirectional``: Bahdanau et al.'s encoder. Each output is then [forward; backward] (2H), a
+    summary of the words around position j rather than of the prefix up to j, and the decoder
+    starts from tanh(W [forward final; backward final]) per layer (their s_0)."""
+
+    def __init__(self, vocab_size: int, embed: int, hidden: int, layers: int, dropout: float,
+                 bidirectional: bool = False):
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, embed)
-        self.rnn = nn.GRU(embed, hidden, layers, dropout=dropout if layers > 1 else 0.0, batch_first=True)
+        self.rnn = nn.GRU(embed, hidden, layers, dropout=dropout if layers > 1 else 0.0, batch_first=True,
+                          bidirectional=bidirectional)
+        self.bidirectional = bidirectional
+        self.out_size = 2 * hidden if bidirectional else hidden
+        self.bridge = nn.Linear(2 * hidden, hidden) if bidirectional else None
 
     def forward(self, src: Tensor, src_valid: Tensor) -> tuple[Tensor, Tensor]:
         packed = pack_padded_sequence(self.embedding(src), src_valid.cpu(), batch_first=True,
                                       enforce_sorted=False)
         outputs, hidden = self.rnn(packed)
         outputs, _ = pad_packed_sequence(outputs, batch_first=True, total_length=src.shape[1])
-        return outputs, hidden  # (B, S, H) zero at padding, (L, B, H)
+        if self.bidirectional:  # (2L, B, H), layer-major -> (L, B, 2H) -> the decoder's (L, B, H)
+            hidden = torch.tanh(self.bridge(torch.cat([hidden[0::2], hidden[1::2]], -1)))
+        return outputs, hidden  # (B, S, out_size) zero at padding, (L, B, H)
 
 
 class Seq2Seq(nn.Module):
     """d2l's plain seq2seq: the decoder starts from the encoder's final state, and the top layer's
-    final state (the context, one vector for the whole sentence) joins every decoder input."""
+    final state (the context, one vector for the whole sentence) joins every decoder input.
+
+    ``bidirectional``: the context is the top layer's [forward final; backward final].
+    ``deep_output``: the prediction reads [decoder output; context; previous word's embedding]
+    (Cho et al. 2014's and Bahdanau et al.'s output layer; d2l reads the decoder output only)."""
 
     def __init__(self, src_vocab: int, tgt_vocab: int, embed: int = 256, hidden: int = 256, layers: int = 2,
-                 dropout: float = 0.2):
+                 dropout: float = 0.2, bidirectional: bool = False, deep_output: bool = False):
         super().__init__()
-        self.encoder = GRUEncoder(src_vocab, embed, hidden, layers, dropout)
+        self.encoder = GRUEncoder(src_vocab, embed, hidden, layers, dropout, bidirectional)
+        context = self.encoder.out_size
         self.embedding = nn.Embedding(tgt_vocab, embed)
-        self.rnn = nn.GRU(embed + hidden, hidden, layers, dropout=dropout if layers > 1 else 0.0, batch_first=True)
-        self.dense = nn.Linear(hidden, tgt_vocab)
+        self.rnn = nn.GRU(embed + context, hidden, layers, dropout=dropout if layers > 1 else 0.0,
+                          batch_first=True)
+        self.deep_output = deep_output
+        self.dense = nn.Linear(hidden + (context + embed if deep_output else 0), tgt_vocab)
 
     def encode(self, src: Tensor, src_valid: Tensor) -> dict:
-        _, hidden = self.encoder(src, src_valid)  # (L, B, H)
-        return {"hidden": hidden.transpose(0, 1), "context": hidden[-1]}  # (B, L, H), (B, H)
+        outputs, hidden = self.encoder(src, src_valid)  # (B, S, C), (L, B, H)
+        if self.encoder.bidirectional:  # forward's last real step, backward's first step
+            last = (src_valid - 1).clamp(min=0)
+            h = outputs.shape[-1] // 2
+            context = torch.cat([outputs[torch.arange(len(last)), last, :h], outputs[:, 0, h:]], -1)
+        else:
+            context = hidden[-1]
+        return {"hidden": hidden.transpose(0, 1), "context": context}  # (B, L, H), (B, C)
 
     def decode(self, tgt: Tensor, state: dict) -> tuple[Tensor, dict]:
         emb = self.embedding(tgt)  # (B, t, E)
-        context = state["context"][:, None].expand(-1, tgt.shape[1], -1)  # (B, t, H)
+        context = state["context"][:, None].expand(-1, tgt.shape[1], -1)  # (B, t, C)
         out, hidden = self.rnn(torch.cat([emb, context], -1), state["hidden"].transpose(0, 1).contiguous())
+        if self.deep_output:
+            out = torch.cat([out, context, emb], -1)
         return self.dense(out), {**state, "hidden": hidden.transpose(0, 1)}  # (B, t, V)
 
     def forward(self, src: Tensor, src_valid: Tensor, dec_in: Tensor) -> Tensor:
@@ -95,21 +121,26 @@ class AdditiveAttention(nn.Module):
 
 class Bahdanau(nn.Module):
     """Seq2seq whose context is recomputed at every step: the decoder's previous top-layer state
-    queries all encoder outputs (Bahdanau et al. 2015, as d2l builds it)."""
+    queries all encoder outputs (Bahdanau et al. 2015, as d2l builds it). ``bidirectional`` and
+    ``deep_output`` as in ``Seq2Seq``: with both, the paper's RNNsearch (a linear output layer in
+    place of its maxout)."""
 
     def __init__(self, src_vocab: int, tgt_vocab: int, embed: int = 256, hidden: int = 256, layers: int = 2,
-                 dropout: float = 0.2):
+                 dropout: float = 0.2, bidirectional: bool = False, deep_output: bool = False):
         super().__init__()
-        self.encoder = GRUEncoder(src_vocab, embed, hidden, layers, dropout)
-        self.attention = AdditiveAttention(hidden, hidden, hidden, dropout)
+        self.encoder = GRUEncoder(src_vocab, embed, hidden, layers, dropout, bidirectional)
+        context = self.encoder.out_size
+        self.attention = AdditiveAttention(context, hidden, hidden, dropout)
         self.embedding = nn.Embedding(tgt_vocab, embed)
-        self.rnn = nn.GRU(embed + hidden, hidden, layers, dropout=dropout if layers > 1 else 0.0, batch_first=True)
-        self.dense = nn.Linear(hidden, tgt_vocab)
+        self.rnn = nn.GRU(embed + context, hidden, layers, dropout=dropout if layers > 1 else 0.0,
+                          batch_first=True)
+        self.deep_output = deep_output
+        self.dense = nn.Linear(hidden + (context + embed if deep_output else 0), tgt_vocab)
 
     def encode(self, src: Tensor, src_valid: Tensor) -> dict:
         outputs, hidden = self.encoder(src, src_valid)
         return {"enc_outputs": outputs, "keys": self.attention.W_k(outputs),  # keys projected once
-                "src_valid": src_valid, "hidden": hidden.transpose(0, 1)}  # (B,S,H) (B,S,H) (B,) (B,L,H)
+                "src_valid": src_valid, "hidden": hidden.transpose(0, 1)}  # (B,S,C) (B,S,H) (B,) (B,L,H)
 
     def decode(self, tgt: Tensor, state: dict) -> tuple[Tensor, dict]:
         emb = self.embedding(tgt)  # (B, t, E)
@@ -118,9 +149,10 @@ class Bahdanau(nn.Module):
         for i in range(tgt.shape[1]):  # the query depends on the previous step: a loop
             query = hidden[-1][:, None]  # (B, 1, H)
             context = self.attention(query, state["enc_outputs"], state["enc_outputs"], state["src_valid"],
-                                     projected_keys=state["keys"])  # (B, 1, H)
-            out, hidden = self.rnn(torch.cat([emb[:, i: i + 1], context], -1), hidden)  # (B, 1, H)
-            outputs.append(out)
+                                     projected_keys=state["keys"])  # (B, 1, C)
+            x = torch.cat([emb[:, i: i + 1], context], -1)
+            out, hidden = self.rnn(x, hidden)  # (B, 1, H)
+            outputs.append(torch.cat([out, x], -1) if self.deep_output else out)
             weights.append(self.attention.attention_weights)  # (B, 1, S)
         self.attention_weights = torch.cat(weights, 1)  # (B, t, S)
         return self.dense(torch.cat(outputs, 1)), {**state, "hidden": hidden.transpose(0, 1)}

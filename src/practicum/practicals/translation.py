@@ -74,6 +74,9 @@ class RNNSpec(Section):
     hidden: int = Field(256, gt=0)
     layers: int = Field(2, gt=0)
     dropout: float = Field(0.2, ge=0, lt=1)
+    bidirectional: bool = Field(False, description="bidirectional encoder (Bahdanau et al.; d2l: false)")
+    deep_output: bool = Field(False, description="the output layer also reads the context and the previous "
+                              "word (Cho et al., Bahdanau et al.; d2l: false)")
     lr: float | None = Field(None, gt=0, description="this model's rate; default: optim.lr")
     epochs: int | None = Field(None, gt=0, description="this model's epochs; default: train.epochs")
 
