@@ -66,6 +66,29 @@ def test_claims_verdicts_on_known_numbers():
     assert evaluate(order, lambda sel, metric, curves: data[sel["p"]]).verdict == "does not hold"
 
 
+def test_lr_extremes_judges_convergence_against_the_right_rate_in_the_metric_s_direction():
+    claim = Claim(text="too high, right, too low", kind="lr_extremes", metric="train/accuracy",
+                  items=[{"lr": 20}, {"lr": 0.2}, {"lr": 0.002}])
+    right = [0.80, 0.90, 0.95, 0.96, 0.97]
+    low = [0.10, 0.12, 0.14, 0.16, 0.40]  # slow, its largest rise late
+    data = {20: [0.10, 0.09, 0.11, 0.11, 0.11],  # a dead network: at chance, never near 0.80
+            0.2: right, 0.002: low}
+
+    def sample(sel, metric, curves):
+        c = data[sel["lr"]]
+        return Sample(str(sel), [c[-1] + 1e-3 * k for k in range(3)], curves=[[x + 1e-3 * k for x in c] for k in range(3)])
+
+    verdict = evaluate(claim, sample)
+    assert verdict.verdict == HOLDS, verdict.evidence
+    assert "does not converge" in verdict.evidence[0] and "largest rise" in verdict.evidence[2]
+    data[20] = [0.10, 0.50, 0.85, 0.90, 0.92]  # it gets past where the right rate started: converges
+    assert evaluate(claim, sample).verdict == "does not hold"
+    loss = claim.model_copy(update={"metric": "train/loss"})  # lower is better: a loss that falls
+    data.update({20: [2e3, 1e4, 300.0, 12.0, 10.0], 0.2: [2.0, 1.0, 0.5, 0.3, 0.2], 0.002: [2.3, 2.2, 2.1, 2.0, 1.0]})
+    verdict = evaluate(loss, sample)  # from its own blow-up is still not converged: 10 > 2
+    assert verdict.verdict == HOLDS, verdict.evidence
+
+
 def test_the_plan_lists_the_runs_and_skips_finished_ones(cli, home):
     code, out, err = cli("reproduce", "004", "--plan", "--no-probe")
     assert code == 0, err

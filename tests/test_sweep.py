@@ -146,6 +146,27 @@ def test_study_report_has_right_mean_std_and_escapes_html(home):
     assert "compare_accuracy" in md.read_text()
 
 
+def test_spread_bands_stay_inside_what_the_metric_can_be(home, monkeypatch):
+    import matplotlib.axes
+
+    from practicum.report.study import write_study_report
+    from practicum.sweeps import plan, save_study_record
+
+    bands = []
+    real = matplotlib.axes.Axes.fill_between
+    monkeypatch.setattr(matplotlib.axes.Axes, "fill_between",
+                        lambda ax, x, lo, hi, **kw: bands.append((lo, hi)) or real(ax, x, lo, hi, **kw))
+    p = plan("numpy-halfmoon", {"model.activation": ["relu"]}, seeds=3, quick=True, name="bands")
+    index = Index(home)
+    for t, acc in zip(p.trials, (0.99, 0.2, 0.99)):  # mean 0.727 ± 0.456: wider than the room to 1
+        cfg = load_experiment("numpy-halfmoon", t.overrides, seed=t.seed, quick=True)
+        fake_trial(index, cfg, {"test/accuracy": acc}, [(1 - acc, acc), (1 - acc, acc)])  # loss 0.273 ± 0.456
+    write_study_report(save_study_record(p).parent, index)
+    assert len(bands) >= 2  # the accuracy and the loss panel
+    assert all(min(lo) >= 0.0 and max(hi) <= 1.0 for lo, hi in bands)  # unclipped: 1.18 and -0.18
+    assert any(max(hi) == 1.0 for lo, hi in bands) and any(min(lo) == 0.0 for lo, hi in bands)
+
+
 def test_sweep_trials_reach_tensorboard_hparams(cli, home):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.plugins.hparams import plugin_data_pb2

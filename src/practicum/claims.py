@@ -18,8 +18,9 @@ Kinds:
     same         a and b within noise of each other (e.g. "1/sqrt(d) changes nothing")
     faster       a's ``metric`` curve is lower (a loss) over the whole run than b's: it converges faster
     plateau      items in increasing size: the last two within noise on ``metric``, the last slower
-    lr_extremes  items = [too high, right, too low]: too high does not converge; too low is slower
-                 than right, with its largest drop late in training
+    lr_extremes  items = [too high, right, too low]: too high does not converge (it never gets to
+                 where right stood at its first measurement); too low is slower than right, with
+                 its largest improvement late in training
     threshold    every a at least ``threshold``, every b below it (``key`` picks a summary value)
 """
 
@@ -189,20 +190,26 @@ def evaluate(claim: Claim, sample: Callable[[dict, str, bool], Sample]) -> Verdi
                                                     f"last two within noise: {flat}; the largest is slower: {slower}"])
     if claim.kind == "lr_extremes":
         high, right, low = (get(s, curves=True) for s in claim.items)
-        not_converged = high.failed > 0 and not high.values or bool(high.curves) and all(
-            not math.isfinite(c[-1]) or c[-1] >= 0.9 * c[0] for c in high.curves)
-        part1 = HOLDS if not_converged else FAILS
+        bad = (lambda x: x) if lower else (lambda x: -x)  # larger is worse, whatever the metric
+        start = statistics.fmean(c[0] for c in right.curves) if right.curves else math.nan
+        # Not converged: it never gets to where the right rate stood at its first measurement
+        # (a loss that falls from its own blow-up, or weights that die to one class, still count).
+        stuck = [not math.isfinite(c[-1]) or not bad(c[-1]) < bad(start) for c in high.curves]
+        not_converged = (high.failed > 0 and not high.values) or bool(stuck) and all(stuck)
+        part1 = HOLDS if not_converged else FAILS if stuck and math.isfinite(start) else UNSURE
         auc = lambda s: Sample(s.label, [curve_mean(c) for c in s.curves])  # noqa: E731
-        part2 = compare(auc(right), auc(low), lower_better=True)
-        late = [largest_drop_late(c) for c in low.curves]
+        part2 = compare(auc(right), auc(low), lower_better=lower)
+        late = [largest_drop_late([bad(x) for x in c]) for c in low.curves]
         part3 = HOLDS if late and all(late) else FAILS if late and not any(late) else UNSURE
         return Verdict(claim, combine([part1, part2, part3]), [
             f"too high ({high.label}): {'does not converge' if not_converged else 'converges'}"
-            f" ({high.failed} failed runs; final/first {claim.metric}: "
-            + ", ".join(f"{c[-1]:.3g}/{c[0]:.3g}" for c in high.curves) + ")",
+            f" ({high.failed} failed runs; final {claim.metric} "
+            + ", ".join(f"{c[-1]:.3g}" for c in high.curves)
+            + f" against {right.label}'s first measured {start:.3g})",
             f"too low ({low.label}) slower than {right.label} (mean {claim.metric} over the run "
             f"{auc(low).show()} vs {auc(right).show()}): {part2}",
-            f"too low: the largest drop comes in the second half of training in {sum(late)} of {len(late)} seeds: {part3}",
+            f"too low: the largest {'drop' if lower else 'rise'} comes in the second half of training in "
+            f"{sum(late)} of {len(late)} seeds: {part3}",
         ])
     # threshold
     t = claim.threshold

@@ -178,7 +178,7 @@ def reproduction_document(plan, out_dir: Path, index: Index) -> Document:
         for v, where in verdicts[section.id]:
             doc.add(Heading(f"Claim: {v.claim.text}", 3),
                     Paragraph(f"Verdict: {v.verdict}. The seed says: {v.claim.seed_says or v.claim.text}. "
-                              f"Checked on {where}."),
+                              f"Checked on {where}, by {v.claim.metric}."),
                     Table(["evidence"], [[line] for line in v.evidence]))
             fig = claim_figure(plan, v.claim, where)
             if fig:

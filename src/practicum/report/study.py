@@ -162,6 +162,18 @@ def aligned_curves(runs: list[RunRecord], name: str, split: str):
     return np.array(common, float), np.array([[d[x] for x in common] for d in per_run], float)
 
 
+UNIT_INTERVAL = {"accuracy", "label_accuracy", "f1", "f1_macro", "precision", "recall", "map", "auc"}
+
+
+def metric_range(name: str) -> tuple[float, float]:
+    """What a curve's values can be: [0, 1] for rates and scores, [0, inf) for losses."""
+    if name in UNIT_INTERVAL:
+        return 0.0, 1.0
+    if "loss" in name or name in ("perplexity", "lr"):
+        return 0.0, np.inf
+    return -np.inf, np.inf
+
+
 def spread_figure(groups, name: str, path: Path, title: str) -> Path | None:
     """One panel per split; a line per grid point (mean over seeds) with a ±std band."""
     splits = sorted({r["split"] for _, _, runs in groups for run in runs
@@ -181,7 +193,9 @@ def spread_figure(groups, name: str, path: Path, title: str) -> Path | None:
             (line,) = ax.plot(xs, mean, marker="o" if len(xs) <= 5 else None, label=f"{short} (n={len(runs)})")
             if len(runs) > 1:
                 std = np.nanstd(ys, 0, ddof=1)
-                ax.fill_between(xs, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+                lo, hi = metric_range(name)  # a ±std band stays inside what the metric can be
+                ax.fill_between(xs, np.clip(mean - std, lo, hi), np.clip(mean + std, lo, hi),
+                                color=line.get_color(), alpha=0.2)
         ax.set_title(f"{split} {name}")
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
