@@ -105,7 +105,7 @@ def test_the_plan_lists_the_runs_and_skips_finished_ones(cli, home):
 def test_the_plan_estimates_by_probing_the_fit_loop(cli, home):
     code, out, err = cli("reproduce", "004", "--quick", "--plan")
     assert code == 0, err
-    assert re.search(r"lab-lenet .*probe: \d+ ms/step x [\d,]+ steps", out), out
+    assert re.search(r"lab-lenet .*probe: \d+(\.\d+)? ms/step x [\d,]+ steps", out), out
     assert "without an estimate" not in out
 
 

@@ -207,7 +207,9 @@ def probe_seconds(experiment: str, overrides: list[str], quick: bool) -> tuple[f
     info = json.loads(line.removeprefix("probe: "))
     start = wall - info["seconds"]  # imports, data, model: paid once per run
     total = start + info["seconds_per_step"] * info["total_steps"] * 1.1  # + ~10 % for evaluations
-    return total, f"probe: {info['seconds_per_step'] * 1000:.0f} ms/step x {info['total_steps']:,} steps"
+    ms = info["seconds_per_step"] * 1000
+    shown = f"{ms:.2g}" if ms < 10 else f"{ms:.0f}"  # a linear model's 0.4 ms/step is not "0 ms"
+    return total, f"probe: {shown} ms/step x {info['total_steps']:,} steps"
 
 
 # ---------------------------------------------------------------------------------------------
