@@ -163,6 +163,7 @@ def reproduction_document(plan, out_dir: Path, index: Index) -> Document:
     if claim_rows:
         doc.add(Heading("Claims"), Table(["§", "the seed's claim", "verdict", "checked on"], claim_rows))
     figures = out_dir / "figures"
+    figures.mkdir(parents=True, exist_ok=True)  # a claim's figure may come before any section's
     for section in rep.sections:
         doc.add(Heading(f"§{section.id} {section.title}"))
         mine = [r for r in rows if r[0] == f"§{section.id}"]
@@ -172,7 +173,6 @@ def reproduction_document(plan, out_dir: Path, index: Index) -> Document:
         for ref in section.figures:
             for path in figure_files(plan, ref):
                 copy = figures / f"{ref.entry or ref.study}-{path.name}"
-                copy.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(path, copy)
                 doc.add(Image(copy, f"{ref.caption or path.stem} ({ref.entry or ref.study})"))
         for v, where in verdicts[section.id]:
