@@ -292,22 +292,28 @@ def test_two_hosts_claiming_the_same_trials_neither_duplicate_nor_lose_one(home,
     assert not (home / "index.sqlite").exists()  # no host wrote SQLite in the shared directory
 
 
-CLAIM_AND_HANG = (
-    "import sys, time\n"
+CLAIM_AND_HANG = (  # a training loop's steps, without writes: only the heartbeat can tell it
+    "import signal, sys, time\n"
+    "signal.signal(signal.SIGINT, signal.SIG_IGN)  # as under nohup: interrupt_main would do nothing\n"
     "from practicum.config import load_experiment\n"
     "from practicum.execute import start\n"
+    "from practicum.store import ClaimLost\n"
     "claim, run = start(load_experiment('numpy-halfmoon', quick=True))\n"
     "print(run.id, flush=True)\n"
     "try:\n"
-    "    while True: time.sleep(0.05)\n"
-    "except KeyboardInterrupt:\n"
+    "    while True:\n"
+    "        run.guard()\n"
+    "        time.sleep(0.05)\n"
+    "except ClaimLost:\n"
     "    run.interrupt()\n"
     "    print('lost' if run.hold.lost else 'interrupted', flush=True)\n"
 )
 
 
+@pytest.mark.timeout(120)
 def test_a_stale_claim_of_another_host_is_taken_over_and_logged(home, tmp_path, monkeypatch):
     child = subprocess.Popen([sys.executable, "-c", CLAIM_AND_HANG], stdout=subprocess.PIPE, text=True,
+                             stdin=subprocess.DEVNULL,
                              env=host_env(home, tmp_path, "alpha", PRACTICUM_CLAIM_TIMEOUT="2"))
     run_id = child.stdout.readline().strip()
     cfg = load_experiment("numpy-halfmoon", quick=True)

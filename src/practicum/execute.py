@@ -154,7 +154,7 @@ def resume_differences(run) -> list[str]:
     (another world size splits each global batch differently and restores other random
     states). Recorded in env.json (``resume_bit_identical``) when there is any."""
     path = run.dir / "env.json"
-    if not path.exists():
+    if not path.exists() or getattr(run, "lost", False):  # a lost run writes nothing
         return []
     env = fileio.read_json(path)
     parts = sessions(env)

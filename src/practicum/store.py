@@ -29,7 +29,10 @@ SQLite's WAL nor ``flock`` can be trusted:
   older than ``PRACTICUM_CLAIM_TIMEOUT`` seconds (default 300; another host's process, whose pid
   cannot be checked; the hosts' clocks must agree to well within that). Taking a stale claim
   over is creating the next generation; it is logged in the run's ``store.log``. A holder that
-  finds a newer generation at its next heartbeat has lost its claim: it stops and records nothing.
+  finds a newer generation has lost its claim: its heartbeat marks the hold lost, every write of
+  the run (metrics, checkpoints, status, figures, tables) looks at the claims folder first and
+  refuses, and the training loops check the mark at every step and stop (``ClaimLost``), with
+  any signal disposition: nothing relies on SIGINT, which ``nohup`` and ``cmd &`` ignore.
 * The SQLite index is a cache of the run directories, one per host, on a local disk; it is
   rebuilt by ``practicum runs --reindex`` and refreshed (by ``stat`` of every status.json)
   before it answers. Decisions (is there a finished run of this config? may I run it?) read
@@ -38,7 +41,6 @@ SQLite's WAL nor ``flock`` can be trusted:
 
 from __future__ import annotations
 
-import _thread
 import hashlib
 import json
 import os
@@ -281,6 +283,11 @@ def describe(claim: dict) -> str:
     return f"host {claim.get('host')} pid {claim.get('pid')}"
 
 
+class ClaimLost(PracticumError):
+    """Another process took this run's identity over (this one was frozen, or its host was cut
+    off, past the claim timeout): the run stops and writes nothing more; the new holder owns it."""
+
+
 class Hold:
     """This process's claim on one identity: generation ``gen`` of ``folder``, its heartbeat
     refreshed by a daemon thread until ``release``. ``took_over`` is the stale claim it replaced
@@ -289,8 +296,8 @@ class Hold:
     def __init__(self, folder: Path, gen: int, data: dict, took_over: tuple[dict, str] | None = None):
         self.folder, self.gen, self.data, self.took_over = folder, gen, data, took_over
         self.path = _generation_path(folder, gen)
-        self.lost = False
-        self.on_lost = None  # called (in the heartbeat thread) when another process took the claim
+        self.lost = False  # set by the heartbeat (or a write's look) when another process took the claim
+        self.taker: dict = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -305,6 +312,21 @@ class Hold:
             return _read_claim(_generation_path(self.folder, gens[-1])) or {}
         return None
 
+    def _mark_lost(self, taker: dict) -> None:
+        if not self.lost:
+            self.lost, self.taker = True, taker
+
+    def lost_message(self) -> str:
+        return f"{describe(self.taker)} took over the claim on this run; stopping without recording anything"
+
+    def check(self, look: bool = False) -> None:
+        """Raise ``ClaimLost`` when the claim is lost: as the heartbeat last saw it, or, with
+        ``look`` (before every write), as the claims folder says now."""
+        if not self.lost and look and (taker := self.newer()) is not None:
+            self._mark_lost(taker)
+        if self.lost:
+            raise ClaimLost(self.lost_message())
+
     def start(self, interval: float | None = None) -> "Hold":
         interval = interval or max(0.2, min(30.0, claim_timeout() / 5))
 
@@ -312,11 +334,7 @@ class Hold:
             while not self._stop.wait(interval):
                 taker = self.newer()
                 if taker is not None:
-                    self.lost = True
-                    print(f"practicum: {describe(taker)} took over the claim on this run; stopping "
-                          "without recording anything", file=sys.stderr)
-                    if self.on_lost:
-                        self.on_lost()
+                    self._mark_lost(taker)
                     return
                 try:
                     self.update(heartbeat=time.time())
@@ -830,17 +848,33 @@ class Run:
         self.resumed = resumed
         self.hold = hold
         self.notes: list[str] = []  # why a resume is not bit-identical (see execute.resume_differences)
-        if hold is not None and threading.current_thread() is threading.main_thread():
-            hold.on_lost = _thread.interrupt_main  # the task stops as if interrupted, recording nothing
         self._metrics = open(self.dir / "metrics.jsonl", "a", encoding="utf-8")
         self._t0 = time.time()
         self.scope_start = 0  # where the metrics of the next model trained in this run begin
         if not resumed:
             fileio.write_text(self.dir / "config.toml", tomli_w.dumps(_toml_ready(cfg.model_dump(mode="json"))))
 
+    # -- the claim -------------------------------------------------------------------------
+    def guard(self, look: bool = False) -> None:
+        """Stop with ``ClaimLost`` once another process owns this run. The training loops call
+        it every step (a flag: free); every write calls it with ``look`` (one listdir of the
+        claims folder), so nothing is written after the takeover is known."""
+        if self.hold is not None:
+            self.hold.check(look)
+
+    @property
+    def lost(self) -> bool:
+        """Whether another process took the run over (looking at the claims folder now)."""
+        try:
+            self.guard(look=True)
+        except ClaimLost:
+            return True
+        return False
+
     # -- metrics ---------------------------------------------------------------------------
     def log(self, metrics: dict[str, float], *, split: str, step: int, epoch: float | None = None) -> None:
         """Append one line per value to metrics.jsonl (flushed, so a crash loses at most a line)."""
+        self.guard(look=True)
         now = time.time()
         for name, value in metrics.items():
             line = {"step": step, "epoch": epoch, "split": split, "name": name,
@@ -869,26 +903,29 @@ class Run:
         return self.dir / "tb"
 
     def checkpoint_path(self, name: str) -> Path:
+        self.guard(look=True)
         (self.dir / "checkpoints").mkdir(exist_ok=True)
         return self.dir / "checkpoints" / name
 
     def figure_path(self, name: str) -> Path:
+        self.guard(look=True)
         (self.dir / "figures").mkdir(exist_ok=True)
         return self.dir / "figures" / name
 
     def artifact_path(self, name: str) -> Path:
+        self.guard(look=True)
         return self.dir / name
 
     def write_table(self, name: str, columns: list[str], rows: list[list], caption: str = "") -> None:
         """``tables/<name>.json``: the run report shows it under its caption (tables sort by name)."""
+        self.guard(look=True)
         fileio.write_json(self.dir / "tables" / f"{name}.json",
                           {"columns": columns, "rows": rows, "caption": caption}, sort_keys=False)
 
     # -- end -------------------------------------------------------------------------------
     def _close(self, status: str, **changes) -> None:
         self._metrics.close()
-        if self.hold is not None and (self.hold.lost or self.hold.newer() is not None):
-            self.hold.lost = True
+        if self.lost:
             return  # another process owns the run now: its status is theirs to write
         ended = time.time()
         record = self.record
@@ -904,18 +941,22 @@ class Run:
         return (self.record.duration or 0.0) + (ended - self._t0)
 
     def finish(self, summary: dict[str, float], headline: str | None = None) -> None:
+        if self.lost:
+            return self._metrics.close()
         fileio.write_json(self.dir / "summary.json", summary)
         self._close("finished", summary=summary, headline=headline, error=None)
 
     def fail(self, error: str) -> None:
         """Marked failed, with the reason in status.json (``error``, the headline) and in summary.json;
         the checkpoints stay (the last good state of a diverged run)."""
+        if self.lost:
+            return self._metrics.close()
         fileio.write_json(self.dir / "summary.json", {"error": error})
         self._close("failed", error=error, summary={"error": error}, headline=f"failed: {error}"[:120])
 
     def interrupt(self, error: str | None = None) -> None:
         """Marked interrupted (the next claim resumes it); ``error`` says why when it was not a signal."""
-        if error:
+        if error and not self.lost:
             log_event(self.dir, f"interrupted by an error, to be resumed: {error}")
         self._close("interrupted", error=error)
 
@@ -951,6 +992,7 @@ class Scope:
         self.run.log(metrics, split=f"{split}-{self.name}", step=step, epoch=epoch)
 
     def checkpoint_path(self, name: str) -> Path:
+        self.run.guard(look=True)
         folder = self.run.dir / "checkpoints" / self.name
         folder.mkdir(parents=True, exist_ok=True)
         return folder / name

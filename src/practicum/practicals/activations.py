@@ -233,6 +233,7 @@ def train_one(name: str, cfg: Config, data: dict, amp, run: Run) -> dict:
     film = {"probs": [], "steps": [], "train": [], "test": []}
     diverged_at, fc1_grads = None, []
     for step in range(steps + 1):  # step 0 is the initial boundary; steps 1..steps are updates
+        run.guard()
         if step > 0:
             opt.zero_grad(set_to_none=True)
             loss = loss_fn(forward(xtr), ytr)

@@ -214,6 +214,7 @@ def learn_kernel(impl: str, X: Tensor, Y: Tensor, shape: tuple[int, int], cfg: T
             net.weight.copy_(start.view_as(net.weight))
     kernels, losses = [], []
     for step in range(cfg.steps + 1):
+        run.guard()
         loss = ((forward() - Y) ** 2).sum()
         kernels.append(net.weight.detach().flatten().tolist())
         losses.append(loss.item())

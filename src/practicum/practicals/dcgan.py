@@ -126,6 +126,7 @@ def train_judge(x: Tensor, y: Tensor, cfg: Judge, seed: int, run: Run, amp) -> n
     for epoch in range(progress["epoch"], cfg.epochs):
         order = torch.randperm(len(x), generator=gen)
         for i in range(steps):
+            run.guard()
             idx = order[i * bs: (i + 1) * bs]
             with amp():
                 loss = F.cross_entropy(net(x[idx]), y[idx])
@@ -213,6 +214,7 @@ def run(cfg: Config, run: Run) -> dict:
             p["order"] = torch.randperm(len(real), generator=gen)
         tick = time.perf_counter()
         for i in range(p["position"], steps):
+            run.guard()
             x = real[p["order"][i * bs: (i + 1) * bs]]  # (B, 1, 28, 28)
             # drawn on the CPU: the same noise on any device
             z = torch.randn(len(x), cfg.model.latent_dim, generator=gen).to(device)

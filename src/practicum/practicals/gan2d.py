@@ -133,6 +133,7 @@ def run(cfg: Config, run: Run) -> dict:
         order = torch.randperm(len(data), generator=gen)
         sum_d = sum_g = 0.0
         for i in range(steps):
+            run.guard()
             x = real[order[i * bs: (i + 1) * bs]]  # (B, 2)
             # drawn on the CPU: the same noise on any device
             z = torch.randn(len(x), cfg.model.latent_dim, generator=gen).to(device)

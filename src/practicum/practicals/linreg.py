@@ -126,6 +126,7 @@ def fit_scratch(cfg: Config, X: Tensor, y: Tensor, gen: torch.Generator, run: Ru
     steps = -(-len(y) // o.batch_size)
     for epoch in range(p["epoch"], cfg.train.epochs):
         for idx in data_iter(o.batch_size, len(y), gen):
+            run.guard()
             with amp():
                 gw, gb = linreg_grads(X[idx], y[idx], w, b)
             sgd([w, b], [gw, gb], o.lr)
@@ -161,6 +162,7 @@ def fit_torch(cfg: Config, X: Tensor, y: Tensor, gen: torch.Generator, run: Run,
     p = checkpoint.load_run_state(run, path, **state) or {"epoch": 0}
     for epoch in range(p["epoch"], cfg.train.epochs):
         for i, (xb, yb) in enumerate(loader):
+            run.guard()
             with amp():
                 loss = loss_fn(net(xb).float(), yb)
             opt.zero_grad(set_to_none=True)

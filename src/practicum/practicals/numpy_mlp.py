@@ -172,6 +172,7 @@ def run(cfg: Config, run: Run) -> dict:
         loss_sum, correct = 0.0, 0
         window = [0.0, 0, 0]  # loss sum, correct, samples since the last log line
         for i in range(steps_per_epoch):
+            run.guard()
             if order is None:
                 xb, yb = xtr, ytr  # full batch: no copy
             else:

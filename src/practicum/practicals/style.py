@@ -222,6 +222,7 @@ def run(cfg: Config, run: Run) -> dict:
                                                           "frame_steps": []}
 
     for step in range(p["step"], o.steps + 1):  # step 0 measures the start, then updates
+        run.guard()
         with autocast(device, dtype):
             parts = losses(net, image(), targets, cfg)
         values = {k: float(v.detach()) for k, v in parts.items()}

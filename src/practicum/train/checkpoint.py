@@ -92,6 +92,7 @@ def save_run_state(run, path: Path, *, modules: dict | None = None, optimizers: 
     ``done`` marks a finished part of a run that trains several things in turn (a GAN, then its
     judge; one activation after another): resuming leaves the lines logged after it, which belong
     to the next part, and a missing next checkpoint rewinds only to here (``run.scope_start``)."""
+    run.guard(look=True)
     position = run.metrics_position()
     save(path, {
         "modules": {k: m.state_dict() for k, m in (modules or {}).items()},

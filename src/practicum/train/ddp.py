@@ -130,6 +130,11 @@ class RankRun:
     def log(self, *args, **kwargs) -> None:
         pass
 
+    def guard(self, look: bool = False) -> None:
+        pass  # rank 0 holds the claim; when it stops, the launcher stops the other ranks
+
+    lost = False
+
     def metrics_position(self) -> int:
         return 0
 

@@ -177,6 +177,7 @@ def fit(model: nn.Module, opt: torch.optim.Optimizer, sched, objective: Objectiv
             net.train()
             tick = time.perf_counter()
             while state.position < steps and not state.stopped_early:
+                run.guard()  # another process took the run over: stop (store.ClaimLost)
                 s = objective.step(net, train.batch(state.order, state.position))
                 opt.zero_grad(set_to_none=True)
                 s.loss.backward()
@@ -345,6 +346,7 @@ def save_state(path, model, opt, sched, train, objective: Objective, state: Loop
     memory = ddp.all_gather_object(objective.memory)  # each rank carries its own rows
     if not ddp.is_main():
         return
+    run.guard(look=True)
     rec.flush()
     checkpoint.save(path, {
         "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
