@@ -49,6 +49,7 @@ MEASURED = sorted({*SHORT, *(n for n in CLASSIFY if load_experiment(n).expect.me
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3 * 3600)  # a full seed-row run: up to an hour or two
 @pytest.mark.parametrize("name", MEASURED)
 def test_entry_reaches_its_bar(cli, name):
     code, out, err = cli("run", name, "--no-report")

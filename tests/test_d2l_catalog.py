@@ -11,6 +11,7 @@ ENTRIES = ["linreg-scratch", "linreg-torch", "linreg-scratch-3", "linreg-torch-3
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3 * 3600)  # a full seed-row run: up to an hour or two
 @pytest.mark.parametrize("name", ENTRIES)
 def test_entry_lands_in_its_band(cli, name):
     code, _, err = cli("run", name, "--no-report")
