@@ -78,3 +78,24 @@ def meets_quick_band(run_dir: Path, name: str) -> dict:
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary[cfg.expect.metric] >= cfg.expect.quick_min, (cfg.expect.metric, summary)
     return summary
+
+
+def finished_run(index, cfg, summary: dict, curves: dict | None = None, figures: tuple[str, ...] = ()):
+    """A finished run of ``cfg`` written through the store as a task writes one (claim, Run, log,
+    finish), without training: ``curves`` {"split/name": values, one per epoch} go to metrics.jsonl,
+    ``figures`` are file names under figures/ (a tiny real PNG or GIF each). Returns its record."""
+    from PIL import Image
+
+    from practicum.store import Run
+
+    claim = index.claim(cfg)
+    assert claim.action == "new", f"{cfg.name}: the store has a run of this identity already ({claim.action})"
+    run = Run(index, claim.record, cfg, claim.hold, resumed=False)
+    for name, values in (curves or {}).items():
+        split, _, metric = name.partition("/")
+        for epoch, value in enumerate(values, 1):
+            run.log({metric: value}, split=split, step=epoch, epoch=float(epoch))
+    for name in figures:
+        Image.new("RGB", (4, 4), (200, 60, 40)).save(run.figure_path(name))
+    run.finish(summary)
+    return run.record

@@ -84,7 +84,7 @@ class Sample:
     def show(self) -> str:
         if not self.values:
             return f"{self.label}: no finished run" + (f" ({self.failed} failed)" if self.failed else "")
-        mean = f"{self.mean:.4g}"
+        mean = f"{self.mean:#.4g}"  # trailing zeros kept: 0.9000 ± 0.0286, not 0.9 ± 0.0
         spread = f" ± {same_decimals(self.std, mean)}" if self.n > 1 else ""
         failed = f", {self.failed} failed" if self.failed else ""
         return f"{self.label}: {mean}{spread} (n={self.n}{failed})"

@@ -178,7 +178,7 @@ def reproduction_document(plan, out_dir: Path, index: Index) -> Document:
         for v, where in verdicts[section.id]:
             doc.add(Heading(f"Claim: {v.claim.text}", 3),
                     Paragraph(f"Verdict: {v.verdict}. The seed says: {v.claim.seed_says or v.claim.text}. "
-                              f"Checked on {where}, by {v.claim.metric}."),
+                              f"Checked on {where}, by {read_by(v.claim)}."),
                     Table(["evidence"], [[line] for line in v.evidence]))
             fig = claim_figure(plan, v.claim, where)
             if fig:
@@ -195,6 +195,11 @@ def reproduction_document(plan, out_dir: Path, index: Index) -> Document:
     doc.add(Heading("Reproduce"), Code(f"practicum reproduce {rep.seed}{' --quick' if plan.quick else ''}\n# = \n"
                                        + "\n".join(commands), "bash"))
     return doc
+
+
+def read_by(claim: Claim) -> str:
+    """What a claim compares: its metric, or the summary values its entry selectors' ``key`` names."""
+    return ", ".join(dict.fromkeys(s.get("key", claim.metric) for s in claim.a + claim.b + claim.items)) or claim.metric
 
 
 def claim_figure(plan, claim: Claim, where: str) -> Path | None:
