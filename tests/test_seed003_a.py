@@ -344,10 +344,10 @@ from practicum.train import checkpoint
 step = int(sys.argv[1])
 save = checkpoint.save
 
-def save_or_die(path, obj):
+def save_or_die(path, obj, **kw):
     if Path(path).name == "last.pt" and obj["loop"]["step"] == step:
         os.kill(os.getpid(), signal.SIGKILL)
-    save(path, obj)
+    save(path, obj, **kw)
 
 checkpoint.save = save_or_die
 from practicum.cli import main

@@ -6,6 +6,7 @@ array task, so a trial is always an ordinary run.
 
 from __future__ import annotations
 
+import errno
 import os
 import platform
 import signal
@@ -218,6 +219,8 @@ def execute(run: Run) -> dict:
         run.interrupt()
         raise
     except Exception as e:
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            stop_on_full_disk(run, e)
         message = str(e) if isinstance(e, PracticumError) else f"{type(e).__name__}: {e}"
         run.notes = resume_differences(run)
         if restarts_left():
@@ -233,6 +236,19 @@ def execute(run: Run) -> dict:
         headline = f"{headline or 'finished'} (resumed: not bit-identical)"
     run.finish(summary, headline=headline)
     return summary
+
+
+def stop_on_full_disk(run, error: OSError) -> None:
+    """A full disk (or quota) is no failure of the run: it stops ``interrupted`` at its last
+    checkpoint (written atomically, so the one before the failed write is whole) and resumes
+    once there is space. One line says so."""
+    message = (f"{run.cfg.name}: no space left on the device of {run.dir} ({error.strerror}); the run stopped at "
+               "its last checkpoint, which is kept: free some space and run the same command again to resume it")
+    try:
+        run.interrupt(error=message)
+    except OSError:  # status.json cannot be written either: it reads 'interrupted' once this process ends
+        pass
+    raise PracticumError(message) from None
 
 
 def run_experiment(cfg: Experiment, force: bool = False, index: Index | None = None, wait: bool = False):

@@ -515,13 +515,37 @@ class Index:
         self.claims_root = self.root / ".claims"
         self.path = Path(path) if path is not None else index_path(self.root)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        migrate_legacy_index(self.root, self.path)
+        try:
+            migrate_legacy_index(self.root, self.path)
+            self._open()
+        except sqlite3.DatabaseError as e:  # not a database, or a damaged one: it is only a cache
+            self._set_aside(e)
+            self._open()
+        self._refreshed = False
+
+    def _open(self) -> None:
         self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
         self.db.row_factory = sqlite3.Row
-        self._retry(lambda: self.db.execute("PRAGMA journal_mode=WAL"))  # a local file: WAL is safe
-        self.db.execute("PRAGMA busy_timeout=60000")
-        self._retry(lambda: self.db.executescript(SCHEMA))
-        self._refreshed = False
+        try:
+            self._retry(lambda: self.db.execute("PRAGMA journal_mode=WAL"))  # a local file: WAL is safe
+            self.db.execute("PRAGMA busy_timeout=60000")
+            self._retry(lambda: self.db.executescript(SCHEMA))
+            if self.db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+                raise sqlite3.DatabaseError("quick_check failed")
+        except BaseException:
+            self.db.close()
+            raise
+
+    def _set_aside(self, error: Exception) -> None:
+        """Move a corrupt index (and its WAL) aside; the next ``refresh`` rebuilds it from the runs."""
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+        for suffix in ("", "-wal", "-shm"):
+            try:
+                os.replace(f"{self.path}{suffix}", f"{aside}{suffix}")
+            except FileNotFoundError:
+                pass
+        print(f"practicum: warning: the run index {self.path} is unreadable ({error}); moved it to {aside.name} "
+              "and rebuilt it from the run directories (it is a cache: no run is lost)", file=sys.stderr)
 
     def close(self) -> None:
         self.db.close()

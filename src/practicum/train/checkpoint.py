@@ -5,6 +5,10 @@ str, bool, None): model and optimizer state dicts, the scheduler's counters, and
 state: Python's ``random``, NumPy's legacy global generator (its key array stored as a tensor),
 torch's CPU (and CUDA) generators, and the data loader's own ``torch.Generator``.
 Writes are atomic: ``torch.save`` into memory, then ``fileio.write_bytes`` (temp file + rename).
+The resume checkpoints keep the one before them (``last.prev.pt``, a hard link: no copy), so a
+``last.pt`` that cannot be read (truncated by a full disk or a copy, or damaged by a foreign hand)
+falls back to it, saying so: the resume is still exact, from an earlier step.
+
 
 The fit loop (train/loop.py) keeps its own state; the practicals whose loop is the lesson (the
 GANs, style transfer, activations, linear regression, the 2-D optimizer walks) resume through
@@ -22,7 +26,9 @@ its last checkpoint are dropped and logged again, identically.
 from __future__ import annotations
 
 import io
+import os
 import random
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -65,17 +71,69 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def save(path: Path, obj: dict) -> None:
+def save(path: Path, obj: dict, keep_previous: bool = False) -> None:
+    """Write ``obj`` to ``path`` atomically; ``keep_previous``: the file it replaces becomes
+    ``previous_path(path)`` first (a hard link, or a copy where the filesystem has none)."""
     buf = io.BytesIO()
     torch.save(obj, buf)
+    path = Path(path)
+    if keep_previous and path.exists():
+        keep = previous_path(path)
+        tmp = keep.with_name(f".{keep.name}.tmp")
+        try:
+            if tmp.exists():
+                tmp.unlink()
+            os.link(path, tmp)
+            os.replace(tmp, keep)
+        except OSError:
+            fileio.write_bytes(keep, path.read_bytes())
     fileio.write_bytes(path, buf.getvalue())
+
+
+def previous_path(path: Path) -> Path:
+    """``last.pt`` -> ``last.prev.pt``: the resume checkpoint before the latest."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.prev{path.suffix}")
+
+
+def load_resumable(path: Path, run=None) -> dict | None:
+    """The checkpoint to resume from: ``path``, or the one saved before it when ``path`` cannot
+    be loaded (the reason is printed and, for the run's own process, written to store.log).
+    None when there is none: a run killed before its first checkpoint."""
+    path, previous = Path(path), previous_path(path)
+    if not path.exists() and not previous.exists():
+        return None
+    try:
+        return load(path)
+    except PracticumError as e:
+        if not previous.exists():
+            raise PracticumError(f"{e}; there is no earlier checkpoint to resume from "
+                                 "(run with --force to start over)") from None
+        note = f"{path.name} cannot be loaded ({str(e).split(': ', 1)[-1]}); resuming from the one before it, {previous.name}"
+        print(f"practicum: {note}", file=sys.stderr, flush=True)
+        if run is not None and getattr(run, "index", None) is not None:  # rank 0's Run, not a RankRun
+            from practicum.store import log_event
+
+            log_event(run.dir, note)
+        return load(previous)
 
 
 def load(path: Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # a checkpoint from another version, or a foreign file
-        raise PracticumError(f"{path}: cannot load checkpoint ({type(e).__name__}: {e})") from None
+    except FileNotFoundError:
+        raise PracticumError(f"{path}: no such checkpoint") from None
+    except Exception as e:  # a checkpoint from another version, a truncated or a foreign file
+        raise PracticumError(f"{path}: cannot load checkpoint ({type(e).__name__}: {load_error(e)})") from None
+
+
+def load_error(error: Exception) -> str:
+    """torch.load's reason in one line (its messages run to paragraphs of advice)."""
+    text = str(error)
+    if "WeightsUnpickler error:" in text:  # not a torch zip file at all
+        text = text.split("WeightsUnpickler error:", 1)[1]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return (lines[0] if lines else text).split(". This is an internal")[0][:200]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -100,7 +158,7 @@ def save_run_state(run, path: Path, *, modules: dict | None = None, optimizers: 
         "schedulers": {k: s.state_dict() for k, s in (schedulers or {}).items()},
         "generators": {k: g.get_state() for k, g in (generators or {}).items()},
         "rng": rng_state(), "extra": extra or {}, "done": done, "metrics_position": position,
-    })
+    }, keep_previous=True)
     if done:
         run.scope_start = position
 
@@ -112,10 +170,10 @@ def load_run_state(run, path: Path, *, modules: dict | None = None, optimizers: 
     this checkpoint was first written (its metric lines since ``run.scope_start`` are dropped)."""
     if not run.resumed:
         return None
-    if not path.exists():
+    ck = load_resumable(path, run)
+    if ck is None:
         run.rewind_metrics(run.scope_start)
         return None
-    ck = load(path)
     for kind, objects in (("modules", modules), ("optimizers", optimizers), ("schedulers", schedulers)):
         for name, obj in (objects or {}).items():
             if name not in ck[kind]:

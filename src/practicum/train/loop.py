@@ -118,8 +118,9 @@ def fit(model: nn.Module, opt: torch.optim.Optimizer, sched, objective: Objectiv
     rec = rec or Recorder(run, tensorboard=cfg.tensorboard)
     last_path, best_path = run.checkpoint_path("last.pt"), run.checkpoint_path("best.pt")
     state = LoopState()
-    if run.resumed and last_path.exists():
-        state = restore(last_path, model, opt, sched, train, objective, run)
+    ck = checkpoint.load_resumable(last_path, run) if run.resumed else None
+    if ck is not None:
+        state = restore(ck, model, opt, sched, train, objective, run)
     elif run.resumed:  # killed before this scope's first checkpoint: start it over
         run.rewind_metrics(run.scope_start)
     rec.start(purge_step=state.step + 1 if run.resumed else None)
@@ -352,11 +353,10 @@ def save_state(path, model, opt, sched, train, objective: Objective, state: Loop
         "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
         "rng": rng, "memory": memory,
         "loop": dataclasses.asdict(state), "metrics_position": run.metrics_position(),
-    })
+    }, keep_previous=True)
 
 
-def restore(path, model, opt, sched, train, objective: Objective, run) -> LoopState:
-    ck = checkpoint.load(path)
+def restore(ck: dict, model, opt, sched, train, objective: Objective, run) -> LoopState:
     model.load_state_dict(ck["model"])
     opt.load_state_dict(ck["optimizer"])
     sched.load_state_dict(ck["scheduler"])
