@@ -138,3 +138,57 @@ def test_every_recorded_measurement_is_within_its_entrys_band():
         assert cfg.expect.min is None or m.value >= cfg.expect.min, f"{name}: measured {m.value} < {cfg.expect.min}"
         assert cfg.expect.max is None or m.value <= cfg.expect.max, f"{name}: measured {m.value} > {cfg.expect.max}"
         assert (m.n > 1) == (m.std is not None), f"{name}: a spread needs n > 1"
+
+
+TORCH_GOOD = """
+name = "tiny"
+task = "classify"
+[optim]
+lr = 0.5
+"""
+
+
+@pytest.mark.parametrize("practical, override, key, pointer", [
+    ("numpy", "optim.learning_rate=0.1", "optim.learning_rate", "optim.lr"),  # Keras, Lightning, Hugging Face
+    ("numpy", "lr_rate=0.1", "lr_rate", "optim.lr"),
+    ("numpy", "train.batchsize=32", "train.batchsize", "optim.batch_size"),
+    ("numpy", "data.batch_size=32", "data.batch_size", "optim.batch_size"),  # practicum's key, wrong section
+    ("numpy", "num_epochs=5", "num_epochs", "train.epochs"),
+    ("numpy", "optim.epochs=5", "optim.epochs", "train.epochs"),
+    ("numpy", "train.max_epochs=5", "train.max_epochs", "train.epochs"),  # Lightning: same section
+    ("numpy", "optim.weight_decay=1e-4", "optim.weight_decay", "optim.l2"),  # the NumPy MLP's name for it
+    ("torch", "train.weight_decay=1e-4", "train.weight_decay", "optim.weight_decay"),
+    ("torch", "model.wd=1e-4", "model.wd", "optim.weight_decay"),
+    ("torch", "train.momentum=0.9", "train.momentum", "optim.momentum"),
+    ("torch", "data.eval_steps=5", "data.eval_steps", "train.eval_steps"),  # in exactly one other section
+    ("torch", "schedule={ name = 'cosine' }", "schedule", "optim.schedule"),
+])
+def test_a_foreign_or_misplaced_key_points_to_practicums(tmp_path, practical, override, key, pointer):
+    path = write(tmp_path, {"numpy": GOOD, "torch": TORCH_GOOD}[practical])
+    with pytest.raises(UsageError) as e:
+        load_experiment(str(path), [override])
+    assert str(e.value) == f"{path}: unknown key '{key}' (did you mean '{pointer}'?)"
+
+
+def test_a_foreign_key_in_the_file_names_the_file(tmp_path):
+    path = write(tmp_path, GOOD.replace("lr = 0.5", "learning_rate = 0.5"))
+    with pytest.raises(UsageError) as e:
+        load_experiment(str(path))
+    assert str(e.value) == f"{path}: unknown key 'optim.learning_rate' (did you mean 'optim.lr'?)"
+
+
+def test_a_genuinely_unknown_key_keeps_the_old_message(tmp_path):
+    path = write(tmp_path, GOOD)
+    with pytest.raises(UsageError) as e:
+        load_experiment(str(path), ["optim.lrr=1"])
+    assert str(e.value) == f"{path}: unknown key 'optim.lrr' (did you mean 'lr'?)"
+    with pytest.raises(UsageError) as e:
+        load_experiment(str(path), ["optim.frobnicate=1"])
+    assert str(e.value) == f"{path}: unknown key 'optim.frobnicate'"
+
+
+def test_a_foreign_key_the_practical_has_no_place_for_says_so(tmp_path):
+    path = write(tmp_path, GOOD)
+    with pytest.raises(UsageError) as e:  # Lightning's clipping: the NumPy MLP does not clip
+        load_experiment(str(path), ["train.gradient_clip_val=1"])
+    assert str(e.value) == f"{path}: unknown key 'train.gradient_clip_val' (this practical has no 'optim.grad_clip')"

@@ -12,6 +12,7 @@ import pytest
 from practicum.data import cache
 from practicum.data.cache import dataset_info, dataset_names, fetch, fetch_file, verify
 from practicum.data.synthetic import make_moons, train_test_split
+from practicum.data.tabular import load_airfoil
 from practicum.data.vision import load_mnist, read_idx
 from practicum.errors import PracticumError, UsageError
 
@@ -263,6 +264,47 @@ def test_load_mnist_real_counts(data_env):
     data.train_x[0] = 0  # callers get their own writable copies
     again = load_mnist("mnist")
     assert again.train_x[0].any() and again.train_x is not data.train_x
+
+
+# ----------------------------------------------------------------------------- tabular
+
+
+def test_airfoil_is_registered_with_d2ls_url_licence_and_citation():
+    info = dataset_info("airfoil")
+    (f,) = info.files
+    assert f.url == "http://d2l-data.s3-accelerate.amazonaws.com/airfoil_self_noise.dat"  # d2l.DATA_URL
+    assert f.size == 59984 and f.sha256.startswith("74c75fd71783")
+    assert info.license == "CC BY 4.0" and "NASA RP-1218" in info.citation and "1,503" in info.description
+
+
+def test_load_airfoil_verifies_the_file_and_standardises_as_d2l(data_env, data_mirror, tmp_path, monkeypatch):
+    import hashlib
+
+    X, y = load_airfoil()
+    cached = data_env / "airfoil" / "airfoil_self_noise.dat"
+    assert hashlib.sha1(cached.read_bytes()).hexdigest() == "76e5be1548fd8222e5074cf0faae75edff8cf93f"  # DATA_HUB
+    assert verify("airfoil")[0].status == "ok"
+    assert X.shape == (1503, 5) and y.shape == (1503,) and X.dtype == y.dtype == np.float32
+    np.testing.assert_allclose(X.mean(0), 0, atol=1e-4)
+    np.testing.assert_allclose(X.std(0), 1, atol=1e-4)
+    assert abs(y.mean()) < 1e-4 and abs(y.std() - 1) < 1e-4
+
+    raw_X, raw_y = load_airfoil(standardize=False)  # the file's numbers: its first row, d2l's formula
+    np.testing.assert_allclose(raw_X[0], [800, 0, 0.3048, 71.3, 0.00266337], rtol=1e-6)
+    assert raw_y[0] == pytest.approx(126.201)
+    data = np.column_stack([raw_X, raw_y])
+    d2l = (data - data.mean(axis=0)) / data.std(axis=0)
+    np.testing.assert_array_equal(X, d2l[:, :-1])
+    np.testing.assert_array_equal(y, d2l[:, -1])
+
+    mirror = tmp_path / "mirror" / "airfoil"  # a damaged copy is refused, never parsed
+    mirror.mkdir(parents=True)
+    shutil.copy(data_mirror / "airfoil" / "airfoil_self_noise.dat", mirror / "airfoil_self_noise.dat")
+    flip_byte(mirror / "airfoil_self_noise.dat")
+    monkeypatch.setenv("PRACTICUM_DATA_MIRROR", str(mirror.parent))
+    monkeypatch.setenv("PRACTICUM_DATA_CACHE", str(tmp_path / "empty-cache"))
+    with pytest.raises(PracticumError, match=r"has sha256 [0-9a-f]{64}, expected 74c75fd71783"):
+        load_airfoil()
 
 
 # ----------------------------------------------------------------------------- synthetic

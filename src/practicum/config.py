@@ -2,7 +2,9 @@
 
 An experiment file names a ``task`` (the practical's runner) and holds the sections that task's
 schema declares. Loading validates strictly: an unknown key is an error naming the file, the key and
-the nearest valid key; a wrong type names the expected type. ``-o a.b=value`` overrides any field by
+the nearest valid key (a key as Keras, Lightning or Hugging Face spell it, ``learning_rate``, or one
+in the wrong section, ``data.batch_size``, points to practicum's: ``optim.lr``, ``optim.batch_size``);
+a wrong type names the expected type. ``-o a.b=value`` overrides any field by
 dotted path before validation, so overrides are checked exactly like the file.
 """
 
@@ -262,13 +264,80 @@ def _describe_type(annotation) -> str:
     return getattr(annotation, "__name__", str(annotation))
 
 
+# Keys as other frameworks (Keras, Lightning, Hugging Face, torch scripts) spell them, and
+# practicum's own keys written in the wrong section: where practicum keeps each (the first of
+# these keys that the practical's schema has; the NumPy MLP's weight decay is optim.l2).
+FOREIGN_KEYS = {
+    **dict.fromkeys(["lr", "learning_rate", "lr_rate", "base_lr", "init_lr", "initial_lr"], ("optim.lr",)),
+    **dict.fromkeys(["batch_size", "batchsize", "batch", "bs", "train_batch_size", "per_device_train_batch_size"],
+                    ("optim.batch_size",)),
+    **dict.fromkeys(["weight_decay", "wd", "l2", "weight_decay_rate"], ("optim.weight_decay", "optim.l2")),
+    **dict.fromkeys(["momentum"], ("optim.momentum",)),
+    **dict.fromkeys(["max_grad_norm", "gradient_clip_val", "clipnorm", "clip_grad_norm"], ("optim.grad_clip",)),
+    **dict.fromkeys(["epsilon", "adam_epsilon"], ("optim.eps",)),
+    **dict.fromkeys(["beta_1", "beta_2", "adam_beta1", "adam_beta2"], ("optim.betas",)),
+    **dict.fromkeys(["optimizer"], ("optim.name",)),
+    **dict.fromkeys(["scheduler", "lr_scheduler", "lr_scheduler_type"], ("optim.schedule.name",)),
+    **dict.fromkeys(["epochs", "epoch", "num_epochs", "max_epochs", "n_epochs", "nb_epoch", "num_train_epochs"],
+                    ("train.epochs",)),
+    **dict.fromkeys(["per_device_eval_batch_size", "val_batch_size", "test_batch_size"], ("train.eval_batch_size",)),
+    **dict.fromkeys(["patience", "early_stopping_patience"], ("train.early_stop_patience",)),
+    **dict.fromkeys(["logging_steps", "log_every_n_steps"], ("train.log_steps",)),
+    **dict.fromkeys(["save_steps"], ("train.checkpoint_steps",)),
+    **dict.fromkeys(["accelerator"], ("train.device",)),
+    **dict.fromkeys(["fp16", "bf16", "amp", "mixed_precision"], ("train.precision",)),
+    **dict.fromkeys(["num_threads"], ("train.threads",)),
+    **dict.fromkeys(["random_seed", "manual_seed"], ("seed",)),
+}
+
+
+def _places(model: type[BaseModel], leaf: str, prefix: str = "") -> list[str]:
+    """Every dotted key of the schema ending in ``leaf``, nested sections included."""
+    found = []
+    for name, field in model.model_fields.items():
+        if name == leaf:
+            found.append(prefix + name)
+        sub = _unwrap_model(field.annotation)
+        if sub is not None and prefix.count(".") < 4:
+            found += _places(sub, leaf, f"{prefix}{name}.")
+    return found
+
+
+def _pointer(schema: type[BaseModel], loc: tuple, owner: type[BaseModel]) -> str:
+    """The practicum key an unknown key stands for, or '' (the caller then names the nearest key
+    of the same section). A foreign spelling (FOREIGN_KEYS) is this section's key of that name
+    when it has one, else the table's; any other key is the one of that name in exactly one
+    other section."""
+    leaf, section = str(loc[-1]), ".".join(str(p) for p in loc[:-1])
+    targets = FOREIGN_KEYS.get(leaf.lower(), ())
+    leaves = [t.rsplit(".", 1)[-1] for t in targets]
+    for mine in leaves:
+        if mine in owner.model_fields:
+            return f"{section}.{mine}" if section else mine
+    for target, mine in zip(targets, leaves):
+        if target in _places(schema, mine):
+            return target
+    for mine in leaves or [leaf]:
+        if len(elsewhere := _places(schema, mine)) == 1:
+            return elsewhere[0]
+    return ""
+
+
 def _format_error(schema: type[BaseModel], err: dict) -> str:
     loc = tuple(err["loc"])
     # Pydantic appends the union member or function name in some locs; drop non-field parts.
     key = ".".join(str(p) for p in loc)
     if err["type"] == "extra_forbidden":
         owner, _ = _field_at(schema, loc)
-        hint = nearest(loc[-1], owner.model_fields) if owner else ""
+        if owner is None:
+            return f"unknown key '{key}'"
+        pointer = _pointer(schema, loc, owner)
+        if pointer:
+            hint = f" (did you mean '{pointer}'?)"
+        elif str(loc[-1]).lower() in FOREIGN_KEYS:  # a known concept this practical has no key for
+            hint = f" (this practical has no '{FOREIGN_KEYS[str(loc[-1]).lower()][0]}')"
+        else:
+            hint = nearest(loc[-1], owner.model_fields)
         return f"unknown key '{key}'{hint}"
     if err["type"] == "missing":
         return f"missing required key '{key}'"

@@ -113,6 +113,9 @@ def start(cfg: Experiment, force: bool = False, index: Index | None = None, wait
         from practicum.train.device import resolve_device
 
         resolve_device(device)
+    check_model = getattr(task_module(cfg.task), "check_model", None)
+    if check_model is not None:  # your own model is built and run on a dummy batch before any run exists
+        check_model(cfg)
     index = index or Index()
     claim = index.claim(cfg, force=force, wait=wait)
     if claim.action in ("finished", "busy"):

@@ -3,7 +3,8 @@
 
 Each module defines ``Config`` (its experiment schema, with a ``version`` that joins the run
 identity), ``run(cfg, run)``, and ``DDP = True`` when it trains on the shared fit loop and so can
-run under ``--nproc N`` / torchrun. Modules are imported on demand, so ``practicum list`` or a
+run under ``--nproc N`` / torchrun; optionally ``check_model(cfg)``, which builds your own model and
+runs it on a dummy batch before the run is claimed (execute.start; classify's). Modules are imported on demand, so ``practicum list`` or a
 NumPy practical never pays for importing torch.
 """
 

@@ -15,7 +15,9 @@ The contract is the practical's. An image classifier's is a preset's: the constr
 The model's source joins the run's identity (the file's bytes, the module's file, or the class's
 source text; an instance adds its initial weights), so editing the model makes a new run.
 Every mistake is a ValueError with one line naming the file and what is wrong; the config loader
-adds the experiment file and the key.
+adds the experiment file and the key. Before a run is claimed the practical builds the model and
+gives it one forward pass on a dummy batch (``check_build``): a constructor or forward that raises
+is a UsageError naming the file, the class and the exception, and no run exists.
 """
 
 from __future__ import annotations
@@ -27,10 +29,12 @@ import importlib.util
 import inspect
 import linecache
 import sys
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from practicum.errors import UsageError
 from practicum.registry import nearest
 
 PYTHON_PREFIX = "python:"
@@ -70,6 +74,32 @@ class UserModel:
             return copy.deepcopy(self.target)
         return self.target(**kwargs)
 
+    def check_build(self, kwargs: dict, inputs: tuple | None = None) -> None:
+        """Build the model with ``kwargs`` and, given ``inputs`` (a dummy batch of the practical's
+        shape), run one forward pass, without touching any random state. Whatever the user's code
+        raises becomes one UsageError line: ``my_nets.py: class Net: __init__ raised RuntimeError: boom
+        (line 7)``. Called before the run is claimed, so a broken model leaves no run behind."""
+        import random
+
+        import numpy as np
+        import torch
+
+        stage = "__init__" if isinstance(self.target, type) else "copying the instance"
+        states = random.getstate(), np.random.get_state()
+        try:
+            with torch.random.fork_rng(devices=[]), torch.no_grad():
+                model = self.build(**kwargs)
+                if inputs is not None:
+                    shapes = ", ".join(str(tuple(x.shape)) for x in inputs)
+                    stage = f"forward of a dummy batch {shapes}"
+                    model(*inputs)
+        except Exception as e:  # noqa: BLE001 - whatever the user's code raises, said in one line
+            raise UsageError(f"{self.where}: class {self.cls.__name__}: {stage} raised {_one_line(e)}"
+                             f"{_line_in(e, self.cls)}") from None
+        finally:
+            random.setstate(states[0])
+            np.random.set_state(states[1])
+
     def identity(self) -> dict:
         return {"class": f"{self.cls.__module__}.{self.cls.__qualname__}", "source_sha256": self.source_sha256}
 
@@ -90,6 +120,23 @@ def short_name(name: str) -> str:
 
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def _one_line(e: BaseException) -> str:
+    """``Type: message``, the message's first line (torch's can run to many)."""
+    lines = [line for line in str(e).splitlines() if line.strip()]
+    return f"{type(e).__name__}: {lines[0].strip()}" if lines else type(e).__name__
+
+
+def _line_in(e: BaseException, source) -> str:
+    """`` (line N)``: the deepest line of the traceback in ``source`` (a file, or a class's file)."""
+    if not isinstance(source, (str, Path)):
+        try:
+            source = inspect.getsourcefile(source)
+        except TypeError:
+            return ""
+    lines = [f.lineno for f in traceback.extract_tb(e.__traceback__) if source and Path(f.filename) == Path(source)]
+    return f" (line {lines[-1]})" if lines else ""
 
 
 def _attribute(module, attr: str, where: str):
@@ -119,7 +166,8 @@ def _import_file(path: Path, attr: str, data: bytes) -> UserModel:
     try:
         spec.loader.exec_module(module)
     except Exception as e:  # noqa: BLE001 - whatever the user's code raises, said in one line
-        raise ValueError(f"importing {path} failed: {type(e).__name__}: {e}") from None
+        raise ValueError(f"importing {path} failed: {_one_line(e)}{_line_in(e, path)}; "
+                         f"class {attr} not reached") from None
     finally:
         sys.path.remove(str(path.parent))
     sys.modules[module_name] = module
@@ -130,7 +178,7 @@ def _from_module(module_name: str, attr: str) -> UserModel:
     try:
         module = importlib.import_module(module_name)
     except Exception as e:  # noqa: BLE001
-        raise ValueError(f"importing module '{module_name}' failed: {type(e).__name__}: {e}") from None
+        raise ValueError(f"importing module '{module_name}' failed: {_one_line(e)}; class {attr} not reached") from None
     source = inspect.getsourcefile(module)
     data = Path(source).read_bytes() if source else repr(sorted(vars(module))).encode()
     return UserModel(f"{module_name}:{attr}", _attribute(module, attr, f"module '{module_name}'"), _sha(data),

@@ -45,6 +45,9 @@ class Config(classify.Config):
     data: Data = Data()
 
 
+check_model = classify.check_model  # your own model: built and run on a (2, 3, 32, 32) batch before any run
+
+
 def run(cfg: Config, run) -> dict:
     from practicum.data.kaggle import load_kaggle_cifar10
     from practicum.data.tensors import TensorSet

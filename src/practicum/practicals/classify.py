@@ -133,6 +133,27 @@ class Config(Experiment):
     train: Train = Train()
 
 
+# The batch each data set feeds a model: (channels, side, classes).
+INPUTS = {"mnist": (1, 28, 10), "fashion-mnist": (1, 28, 10), "cifar10-kaggle-tiny": (3, 32, 10)}
+
+
+def check_model(cfg: Config) -> None:
+    """Your own model is built as ``fit_classifier`` builds it and run on a dummy (2, C, S, S)
+    batch before the run is claimed (execute.start): a constructor or forward that raises is a
+    one-line UsageError and leaves no run."""
+    from practicum.models import user
+
+    if not user.is_user_model(cfg.model.name):
+        return
+    import torch
+
+    channels, side, classes = INPUTS[cfg.data.name]
+    side = cfg.data.image_size or side
+    user.resolve(cfg.model.name, []).check_build(
+        dict(num_classes=classes, in_channels=channels, image_size=side, **cfg.model.options),
+        inputs=(torch.zeros(2, channels, side, side),))
+
+
 # ---------------------------------------------------------------------------------------------
 
 
