@@ -104,3 +104,54 @@ def test_the_check_draws_no_random_numbers(tmp_path):
     model.check_build(dict(num_classes=10, in_channels=1, image_size=28), inputs=(torch.zeros(2, 1, 28, 28),))
     got = torch.rand(3), np.random.rand(3), random.random()
     assert torch.equal(got[0], expected[0]) and np.array_equal(got[1], expected[1]) and got[2] == expected[2]
+
+
+LM = textwrap.dedent("""\
+    import torch
+    from torch import nn
+
+    class TinyLM(nn.Module):
+        def __init__(self, vocab_size, hidden, layers=1, dropout=0.0):
+            super().__init__()
+            self.embed, self.out = nn.Embedding(vocab_size, hidden), nn.Linear(hidden, vocab_size)
+
+        def begin_state(self, batch_size):
+            return None
+
+        def forward(self, X, state=None):
+            return self.out(self.embed(X)), state
+    """)
+TEXT = textwrap.dedent("""\
+    import torch
+    from torch import nn
+
+    class Bag(nn.Module):
+        def __init__(self, vocab_size, embed, pad):
+            super().__init__()
+            self.embedding, self.out = nn.Embedding(vocab_size, embed, padding_idx=pad), nn.Linear(embed, 2)
+
+        def forward(self, ids, lengths):
+            return self.out(self.embedding(ids).mean(1))
+    """)
+TEXT_MODELS = {  # practical: (the file, its run's overrides, the class)
+    "lm-timemachine": ("my_lm.py", LM, ['model.names=["my_lm.py:TinyLM"]'], "TinyLM"),
+    "sentiment-rt-polarity": ("my_text.py", TEXT, ['train.variants=["custom-random"]', 'custom.name="my_text.py:Bag"'],
+                              "Bag"),
+}
+
+
+@pytest.mark.parametrize("entry", TEXT_MODELS)
+@pytest.mark.parametrize("stage", ["init", "forward"])
+def test_a_text_model_that_raises_is_one_usage_line_and_no_run(cli, home, tmp_path, monkeypatch, entry, stage):
+    file, source, overrides, cls = TEXT_MODELS[entry]
+    if stage == "init":
+        source = source.replace("super().__init__()", "super().__init__()\n        raise RuntimeError('boom')")
+    else:
+        source = source.replace("        return self.out(", "        raise RuntimeError('boom')\n        return self.out(")
+    (tmp_path / file).write_text(source)
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli("run", entry, "--quick", "--no-report", *(x for o in overrides for x in ("-o", o)))
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    where = "__init__" if stage == "init" else "forward of a dummy batch"
+    assert re.search(rf"{file}: class {cls}: {where}.* raised RuntimeError: boom", err), err
+    assert not (home / entry).exists() and json.loads(cli("runs", "--json")[1]) == []

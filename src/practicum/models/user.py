@@ -90,7 +90,7 @@ class UserModel:
             with torch.random.fork_rng(devices=[]), torch.no_grad():
                 model = self.build(**kwargs)
                 if inputs is not None:
-                    shapes = ", ".join(str(tuple(x.shape)) for x in inputs)
+                    shapes = ", ".join(str(tuple(x.shape)) if hasattr(x, "shape") else repr(x) for x in inputs)
                     stage = f"forward of a dummy batch {shapes}"
                     model(*inputs)
         except Exception as e:  # noqa: BLE001 - whatever the user's code raises, said in one line

@@ -157,6 +157,18 @@ def widths(cfg: Config, vocab_size: int) -> dict[str, int]:
             else hidden_for_budget(n, vocab_size, budget, 1 if n == "rnn_scratch" else m.layers) for n in m.names}
 
 
+def check_model(cfg: Config) -> None:
+    """Your own language models are built (a 28-token vocabulary, the width given) and run on a
+    dummy (2, 5) batch before the run is claimed (execute.start): a constructor or forward that
+    raises is a one-line UsageError and leaves no run."""
+    from practicum.models import user
+
+    m = cfg.model
+    for name in (n for n in m.names if user.is_user_model(n)):
+        user.resolve(name, []).check_build(dict(vocab_size=28, hidden=m.hidden, layers=m.layers, dropout=m.dropout),
+                                           inputs=(torch.zeros(2, 5, dtype=torch.long), None))
+
+
 def build(name: str, vocab_size: int, width: int, m) -> torch.nn.Module:
     from practicum.models import user
 

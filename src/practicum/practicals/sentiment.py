@@ -140,6 +140,21 @@ class Custom(Section):
 DDP = True  # on the shared fit loop: runs under --nproc N and torchrun
 
 
+def check_model(cfg: "Config") -> None:
+    """Your own text classifier (``custom.name``) is built (a 100-word vocabulary, the embedding
+    width given) and run on a dummy (2, 8) batch before the run is claimed (execute.start): a
+    constructor or forward that raises is a one-line UsageError and leaves no run."""
+    if not cfg.custom.name or not any(v.startswith("custom-") for v in cfg.train.variants):
+        return
+    import torch
+
+    from practicum.models import user
+
+    user.resolve(cfg.custom.name, []).check_build(
+        dict(vocab_size=100, embed=cfg.embed.dim, pad=0, **cfg.custom.options),
+        inputs=(torch.ones(2, 8, dtype=torch.long), torch.full((2,), 8)))
+
+
 class Config(Experiment):
     version = 2  # the fit loop: torch-drawn batches, step-exact resume, test on the selected weights
 
