@@ -25,8 +25,10 @@ HALFMOON = ["-o", "train.epochs=1500", "-o", "train.eval_every=100", "-o", "trai
 GRID = ["sweep", "numpy-halfmoon", "--grid", "optim.lr=0.1,0.2,0.3", *HALFMOON, "--executor", "submitit-local"]
 # LeNet on 1500 images, 2 epochs; 24 steps per epoch with a global batch of 64 on any number of
 # processes, a checkpoint every 3 steps.
+# On CPU (gloo) even on a GPU host: two ranks on one GPU would be refused (nccl: a GPU per rank).
 LENET = ["run", "mnist-lenet", "--quick", "--no-report", "-o", "data.train_limit=1500", "-o", "train.epochs=2",
-         "-o", "train.checkpoint_steps=3", "-o", "train.log_steps=2", "-o", "train.eval_steps=10"]
+         "-o", "train.checkpoint_steps=3", "-o", "train.log_steps=2", "-o", "train.eval_steps=10",
+         "-o", "train.device=cpu"]
 
 
 def free_port() -> int:
@@ -80,7 +82,7 @@ def test_two_torchrun_nodes_train_one_run_in_the_one_process_band(cli, home, tmp
     port = free_port()
     nodes = [torchrun("--nnodes", "2", "--nproc-per-node", "1", "--node-rank", str(rank), "--rdzv-backend", "c10d",
                       "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "two-nodes",
-                      command=["run", "mnist-lenet", "--quick", "--no-report"],
+                      command=["run", "mnist-lenet", "--quick", "--no-report", "-o", "train.device=cpu"],
                       env=env_for(PRACTICUM_HOST=f"node{rank}"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                       text=True)
              for rank in (0, 1)]
@@ -95,7 +97,7 @@ def test_two_torchrun_nodes_train_one_run_in_the_one_process_band(cli, home, tmp
         {line for line in (run_dir / "metrics.jsonl").read_text().splitlines()})  # no rank wrote twice
     # the same config on one process: the same global batches, so the same band
     monkeypatch.setenv("PRACTICUM_HOME", str(tmp_path / "single"))
-    assert cli("run", "mnist-lenet", "--quick", "--no-report")[0] == 0
+    assert cli("run", "mnist-lenet", "--quick", "--no-report", "-o", "train.device=cpu")[0] == 0
     (one,) = json.loads(cli("runs", "--json")[1])
     two_acc, one_acc = record["summary"]["test/accuracy"], one["summary"]["test/accuracy"]
     assert two_acc > 0.3 and abs(two_acc - one_acc) < 0.05

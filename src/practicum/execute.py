@@ -72,6 +72,7 @@ def environment(hosts: list[str] | None = None) -> dict:
         "packages": versions,
         "platform": platform.platform(),
         "machine": platform.machine(),
+        "hardware": hardware(),
         "hostname": platform.node(),
         "host": host(),
         "job": job_attempt(),
@@ -84,6 +85,31 @@ def environment(hosts: list[str] | None = None) -> dict:
         "command": command_line(),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+
+
+def cpu_model() -> str | None:
+    """The CPU's model name (Linux: /proc/cpuinfo; elsewhere ``platform.processor()``)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith(("model name", "Model")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def hardware() -> dict:
+    """The processors a run may compute on: the CPU's model, and, in a torch practical (torch is
+    imported by its config's schema already), the GPUs torch sees with CUDA's and cuDNN's
+    versions. Another CPU model or card on a resume makes it not bit-identical (RESUME_KEYS)."""
+    info = {"cpu": cpu_model()}
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        info["gpus"] = [f"{torch.cuda.get_device_name(i)} (sm {'.'.join(map(str, torch.cuda.get_device_capability(i)))})"
+                        for i in range(torch.cuda.device_count())]
+        info["cuda"], info["cudnn"] = torch.version.cuda, torch.backends.cudnn.version()
+    return info
 
 
 @contextmanager
@@ -147,14 +173,25 @@ def sessions(env: dict) -> list[dict]:
     return [env, *env.get("resumed", [])]
 
 
-# What makes a resumed session compute differently from the sessions before it.
-RESUME_KEYS = (("world", "processes"), ("compute", "processes"), ("compute", "device"), ("compute", "precision"),
-               ("compute", "threads"), ("packages", "torch"), ("packages", "numpy"))
+# What makes a resumed session compute differently from the sessions before it. The device is
+# compared by its type ('cuda:0' and 'cuda:1' compute alike), the card by name and capability.
+RESUME_KEYS = (("world", "processes"), ("compute", "processes"), ("compute", "device"), ("compute", "gpu"),
+               ("compute", "precision"), ("compute", "threads"), ("compute", "tf32"), ("compute", "deterministic"),
+               ("compute", "cudnn"), ("hardware", "cpu"),
+               ("packages", "torch"), ("packages", "numpy"))
+
+
+def resume_value(section: str, key: str, value):
+    """What RESUME_KEYS compare: a device's type, not its index."""
+    if (section, key) == ("compute", "device") and isinstance(value, str):
+        return value.split(":")[0]
+    return value
 
 
 def resume_differences(run) -> list[str]:
-    """How the sessions of a resumed run differ (world size, device, precision, threads,
-    versions): each is a reason its result is not bit-identical to an uninterrupted run's
+    """How the sessions of a resumed run differ (world size, device type, GPU, CPU model,
+    precision, TF32, threads, versions), and what in them has random state no checkpoint holds
+    (``compute.not_exact``): each is a reason its result is not bit-identical to an uninterrupted run's
     (another world size splits each global batch differently and restores other random
     states). Recorded in env.json (``resume_bit_identical``) when there is any."""
     path = run.dir / "env.json"
@@ -169,10 +206,13 @@ def resume_differences(run) -> list[str]:
         values = []
         for part in parts:
             value = part.get(section, {}).get(key) if isinstance(part.get(section), dict) else None
+            value = resume_value(section, key, value)
             if value is not None and (not values or values[-1] != value):
                 values.append(value)
         if len(values) > 1:
             notes.append(f"{section}.{key}: {' -> '.join(map(str, values))}")
+    caveats = sorted({c for part in parts for c in (part.get("compute") or {}).get("not_exact", [])})
+    notes += [f"compute.not_exact: {c} (its random state is in no checkpoint)" for c in caveats]
     if notes:
         env["resume_bit_identical"] = False
         env["resume_differences"] = notes

@@ -307,10 +307,24 @@ def run_plan(p: Plan, workers: int = 1, log=print, executor: str = "local", reso
     return counts
 
 
+def visible_gpus() -> list[str]:
+    """The GPUs this process may hand out: ``CUDA_VISIBLE_DEVICES`` when set, else the ones torch
+    counts (asked only when torch is imported already: a NumPy sweep never loads it)."""
+    if "CUDA_VISIBLE_DEVICES" in os.environ:
+        return [d.strip() for d in os.environ["CUDA_VISIBLE_DEVICES"].split(",") if d.strip() and d.strip() != "-1"]
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_available():
+        return []
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
 def run_in_processes(p: Plan, todo: list[Trial], workers: int, log) -> list[int]:
-    """Each trial a ``practicum run`` subprocess, at most ``workers`` at a time, threads split evenly."""
+    """Each trial a ``practicum run`` subprocess, at most ``workers`` at a time, threads split evenly.
+    Worker slot k gets GPU k mod the visible GPUs (``CUDA_VISIBLE_DEVICES`` of one GPU), so the
+    trials spread over the GPUs instead of all landing on the first; with no GPU nothing is set."""
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
+    gpus = visible_gpus()
     queue, running, codes = list(todo), {}, []
     while queue or running:
         while queue and len(running) < workers:
@@ -319,10 +333,12 @@ def run_in_processes(p: Plan, todo: list[Trial], workers: int, log) -> list[int]
                     "--no-report"] + (["--quick"] if p.quick else [])
             for o in t.overrides:
                 args += ["-o", o]
-            running[subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL)] = t
+            slot = min(set(range(workers)) - {k for _, k in running.values()})
+            trial_env = {**env, "CUDA_VISIBLE_DEVICES": gpus[slot % len(gpus)]} if gpus else env
+            running[subprocess.Popen(args, env=trial_env, stdout=subprocess.DEVNULL)] = (t, slot)
         time.sleep(0.1)
         for proc in [q for q in running if q.poll() is not None]:
-            t = running.pop(proc)
+            t, _ = running.pop(proc)
             codes.append(proc.returncode)
             state = "done" if proc.returncode == 0 else f"failed (exit {proc.returncode})"
             log(f"  trial {t.label()} seed {t.seed}: {state}")

@@ -3,6 +3,8 @@
 Every op comes in two parts: a deterministic function taking explicit parameters (what the
 tests check on known tensors) and a ``random_*`` function drawing those parameters from a
 ``torch.Generator`` (whose state the loop checkpoints, so a resumed run draws the same).
+The generator is a CPU one (the same draws on every device); what is drawn, and every tensor
+an op makes, goes to the images' device, so a batch on a GPU is augmented there.
 
     x: (B, C, H, W) float; y: (B, K) multi-hot (float after mixing)
 
@@ -50,16 +52,17 @@ def random_shift(x: torch.Tensor, pad: int, generator: torch.Generator | None = 
     B, C, H, W = x.shape
     if shifts is None:
         shifts = torch.randint(0, 2 * pad + 1, (B, 2), generator=generator)
+    shifts = shifts.to(x.device)
     padded = F.pad(x, (pad, pad, pad, pad))  # (B, C, H+2p, W+2p), zeros = black background
-    rows = (shifts[:, 0:1] + torch.arange(H)).view(B, 1, H, 1)  # (B, 1, H, 1) source rows
-    cols = (shifts[:, 1:2] + torch.arange(W)).view(B, 1, 1, W)  # (B, 1, 1, W) source columns
+    rows = (shifts[:, 0:1] + torch.arange(H, device=x.device)).view(B, 1, H, 1)  # (B, 1, H, 1) source rows
+    cols = (shifts[:, 1:2] + torch.arange(W, device=x.device)).view(B, 1, 1, W)  # (B, 1, 1, W) source columns
     flat = rows * (W + 2 * pad) + cols  # (B, 1, H, W) index into each padded image
     return padded.flatten(2).gather(2, flat.flatten(2).expand(B, C, H * W)).view(B, C, H, W)
 
 
 def flip(x: Tensor, mask: Tensor) -> Tensor:
     """Mirror the images where ``mask`` (B,) bool is set."""
-    return torch.where(mask.view(-1, 1, 1, 1), x.flip(-1), x)
+    return torch.where(mask.to(x.device).view(-1, 1, 1, 1), x.flip(-1), x)
 
 
 def random_flip(x: Tensor, p: float, gen: torch.Generator) -> Tensor:
@@ -98,7 +101,7 @@ def random_resized_crop(x: Tensor, p: float, scale: tuple[float, float], gen: to
 
 def jitter(x: Tensor, brightness: Tensor, contrast: Tensor, saturation: Tensor) -> Tensor:
     """Colour jitter of images in [0, 1] with per-image factors (B,) (1 = unchanged), clamped."""
-    b, c, s = (f.view(-1, 1, 1, 1).to(x.dtype) for f in (brightness, contrast, saturation))
+    b, c, s = (f.view(-1, 1, 1, 1).to(x.device, x.dtype) for f in (brightness, contrast, saturation))
     x = x * b
     grey = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]) if x.shape[1] == 3 else x  # (B, 1, H, W)
     x = grey.mean((2, 3), keepdim=True) + (x - grey.mean((2, 3), keepdim=True)) * c
@@ -115,8 +118,9 @@ def random_jitter(x: Tensor, strength: float, gen: torch.Generator) -> Tensor:
 def erase(x: Tensor, boxes: Tensor, value: float = 0.0) -> Tensor:
     """Fill ``boxes`` (B, 4) fractions (an empty box erases nothing) with ``value``."""
     H, W = x.shape[-2:]
-    rows = (torch.arange(H) + 0.5) / H  # pixel centres as fractions
-    cols = (torch.arange(W) + 0.5) / W
+    boxes = boxes.to(x.device)
+    rows = (torch.arange(H, device=x.device) + 0.5) / H  # pixel centres as fractions
+    cols = (torch.arange(W, device=x.device) + 0.5) / W
     inside = ((rows.view(1, H, 1) >= boxes[:, 1, None, None]) & (rows.view(1, H, 1) < boxes[:, 3, None, None])
               & (cols.view(1, 1, W) >= boxes[:, 0, None, None]) & (cols.view(1, 1, W) < boxes[:, 2, None, None]))
     return x.masked_fill(inside.unsqueeze(1), value)  # (B, 1, H, W) mask over every channel
@@ -131,7 +135,7 @@ def random_erase(x: Tensor, p: float, gen: torch.Generator, scale: tuple[float, 
 
 def mixup(x: Tensor, y: Tensor, perm: Tensor, lam: float) -> tuple[Tensor, Tensor]:
     """Blend every image with its partner ``x[perm]``; the targets blend the same way."""
-    y = y.to(x.dtype)
+    y, perm = y.to(x.device, x.dtype), perm.to(x.device)
     return lam * x + (1 - lam) * x[perm], lam * y + (1 - lam) * y[perm]
 
 
@@ -140,10 +144,10 @@ def cutmix(x: Tensor, y: Tensor, perm: Tensor, box: tuple[int, int, int, int]) -
     mix by area: lam = the share of each image left unchanged."""
     top, left, h, w = box
     H, W = x.shape[-2:]
-    out = x.clone()
+    out, perm = x.clone(), perm.to(x.device)
     out[..., top:top + h, left:left + w] = x[perm][..., top:top + h, left:left + w]
     lam = 1 - h * w / (H * W)
-    y = y.to(x.dtype)
+    y = y.to(x.device, x.dtype)
     return out, lam * y + (1 - lam) * y[perm]
 
 
@@ -156,7 +160,7 @@ def beta(alpha: float, gen: torch.Generator) -> float:
 def random_mix(x: Tensor, y: Tensor, mixup_alpha: float, cutmix_alpha: float, p: float,
                gen: torch.Generator) -> tuple[Tensor, Tensor]:
     """With probability ``p``, mixup or cutmix (an even choice when both are on) of the batch."""
-    y = y.to(x.dtype)
+    y = y.to(x.device, x.dtype)
     if not (mixup_alpha or cutmix_alpha) or float(torch.rand(1, generator=gen)) >= p:
         return x, y
     perm = torch.randperm(len(x), generator=gen)

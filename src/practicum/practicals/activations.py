@@ -245,8 +245,8 @@ def train_one(name: str, cfg: Config, data: dict, amp, run: Run) -> dict:
                 diverged_at = step
                 break
             log = step == 1 or step % cfg.train.log_steps == 0 or step == steps
-            if log:  # |dL/dW1| before the update, in float64 (float32 overflows for 1/x and tan)
-                fc1_grads.append(float(model.fc1.weight.grad.double().norm()))
+            if log:  # |dL/dW1| before the update, in float64 (float32 overflows for 1/x and tan) on the CPU (MPS has none)
+                fc1_grads.append(float(model.fc1.weight.grad.cpu().double().norm()))
             opt.step()
             if log:
                 tr_acc, te_acc = snapshot()

@@ -48,6 +48,18 @@ class Config(classify.Config):
 check_model = classify.check_model  # your own model: built and run on a (2, 3, 32, 32) batch before any run
 
 
+def predict_classes(model, pipeline, x, batch_size: int = 500):
+    """The predicted class (N,) of uint8 images x (N, C, H, W) on the CPU: each batch goes to the
+    model's device as uint8 (a quarter of the bytes of floats) and is prepared there."""
+    import torch
+
+    model.eval()
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        return torch.cat([model(pipeline(x[i:i + batch_size].to(device), train=False)).argmax(1).cpu()
+                          for i in range(0, len(x), batch_size)])
+
+
 def run(cfg: Config, run) -> dict:
     from practicum.data.kaggle import load_kaggle_cifar10
     from practicum.data.tensors import TensorSet
@@ -61,10 +73,7 @@ def run(cfg: Config, run) -> dict:
     def write_submission(model, pipeline) -> None:
         import torch
 
-        model.eval()
-        x = torch.from_numpy(d.test_x)
-        with torch.no_grad():
-            pred = torch.cat([model(pipeline(x[i:i + 500], train=False)).argmax(1) for i in range(0, len(x), 500)])
+        pred = predict_classes(model, pipeline, torch.from_numpy(d.test_x))
         lines = ["id,label"] + [f"{i},{d.classes[p]}" for i, p in zip(d.test_ids.tolist(), pred.tolist())]
         fileio.write_text(run.artifact_path("submission.csv"), "\n".join(lines) + "\n")
 

@@ -51,6 +51,9 @@ class Train(Section):
     init: Literal["uniform", "default"] = Field("uniform", description="uniform: U(0, 1) as d2l's Conv2D, "
                                                 "the same start for both; default: nn.Conv2d's own")
     threads: int = Field(1, ge=0, description="torch threads (tensors of a few dozen numbers)")
+    device: Literal["cpu", "cuda", "auto"] = Field("cpu", description="cpu: a few dozen numbers, where a GPU "
+                                                   "adds only launch latency; cuda (auto: when present) runs the "
+                                                   "same loops and float64 checks there (no mps: it has no float64)")
 
 
 class Config(Experiment):
@@ -155,9 +158,9 @@ class Conv2D(nn.Module):
 # -- checks against torch ----------------------------------------------------------------------
 
 
-def checks(gen: torch.Generator) -> list[list]:
-    """[operation, shapes, max |scratch - torch|] on random float64 tensors."""
-    rand = lambda *s: torch.randn(*s, generator=gen, dtype=torch.float64)  # noqa: E731
+def checks(gen: torch.Generator, device: torch.device | str = "cpu") -> list[list]:
+    """[operation, shapes, max |scratch - torch|] on random float64 tensors (drawn on the CPU)."""
+    rand = lambda *s: torch.randn(*s, generator=gen, dtype=torch.float64).to(device)  # noqa: E731
     rows = []
 
     def row(name: str, ours: Tensor, theirs: Tensor) -> None:
@@ -204,10 +207,10 @@ def learn_kernel(impl: str, X: Tensor, Y: Tensor, shape: tuple[int, int], cfg: T
     """Gradient descent on sum((net(X) - Y)^2) (d2l's update by hand). Returns the kernel and
     its loss at every step (the kernel flattened; step 0 is the start)."""
     if impl == "scratch":
-        net = Conv2D(shape, bias=False)
+        net = Conv2D(shape, bias=False).to(X.device)
         forward = lambda: net(X)  # noqa: E731 - (h, w) -> (h, w - 1)
     else:
-        net = nn.Conv2d(1, 1, kernel_size=shape, bias=False)
+        net = nn.Conv2d(1, 1, kernel_size=shape, bias=False).to(X.device)
         forward = lambda: net(X[None, None])[0, 0]  # noqa: E731 - torch wants (B, C, h, w)
     if start is not None:
         with torch.no_grad():
@@ -231,17 +234,20 @@ def learn_kernel(impl: str, X: Tensor, Y: Tensor, shape: tuple[int, int], cfg: T
 def run(cfg: Config, run: Run) -> dict:
     if run.resumed:  # a second of work: start over
         run.rewind_metrics(0)
+    from practicum.train.device import resolve_device
+
+    device = resolve_device(cfg.train.device)
     gen = torch.Generator().manual_seed(cfg.seed)
-    rows = checks(gen)
+    rows = checks(gen, device)
     run.write_table("1_checks", ["operation", "output shape", "max |scratch - torch|"], rows,
                     "Each from-scratch operator against torch's (random float64 inputs, seed "
                     f"{cfg.seed}): the differences are rounding")
 
-    X = edge_image(cfg.data)
-    K = torch.tensor(cfg.data.kernel)
+    X = edge_image(cfg.data).to(device)
+    K = torch.tensor(cfg.data.kernel).to(device)
     Y = corr2d(X, K)  # the edges: +1 where 1 -> 0 (left side of the band), -1 where 0 -> 1
     shape = tuple(K.shape)
-    start = torch.rand(shape, generator=gen) if cfg.train.init == "uniform" else None
+    start = torch.rand(shape, generator=gen).to(device) if cfg.train.init == "uniform" else None
     if start is None:
         torch.manual_seed(cfg.seed)  # nn.Conv2d's (and Conv2D's) own initialisation, from the seed
     learned = {impl: learn_kernel(impl, X, Y, shape, cfg.train, start, run) for impl in cfg.train.implementations}

@@ -186,7 +186,7 @@ def translation_objective(bos: int, label_smoothing: float) -> Objective:
         logits = net(src, src_valid, dec_in).float()  # (B, T, V)
         smoothing = label_smoothing if net.training else 0.0  # validation: the plain cross-entropy
         loss = masked_ce(logits, tgt, tgt_valid, "mean", smoothing)
-        n = int(tgt_valid.sum())
+        n = tgt_valid.sum()  # () int64, left on the device: int() here would wait for the GPU every step
         return Step(loss, n, (loss.detach(), n))
 
     return Objective(step, lambda: {"perplexity": Perplexity()})

@@ -3,12 +3,12 @@
 Everything in a checkpoint is a tensor or a plain Python value (dict, list, tuple, int, float,
 str, bool, None): model and optimizer state dicts, the scheduler's counters, and every random
 state: Python's ``random``, NumPy's legacy global generator (its key array stored as a tensor),
-torch's CPU (and CUDA) generators, and the data loader's own ``torch.Generator``.
+torch's CPU generator and the process's own GPU's (CUDA or MPS), and the data loader's own
+``torch.Generator``.
 Writes are atomic: ``torch.save`` into memory, then ``fileio.write_bytes`` (temp file + rename).
 The resume checkpoints keep the one before them (``last.prev.pt``, a hard link: no copy), so a
 ``last.pt`` that cannot be read (truncated by a full disk or a copy, or damaged by a foreign hand)
 falls back to it, saying so: the resume is still exact, from an earlier step.
-
 
 The fit loop (train/loop.py) keeps its own state; the practicals whose loop is the lesson (the
 GANs, style transfer, activations, linear regression, the 2-D optimizer walks) resume through
@@ -39,18 +39,26 @@ from practicum.errors import PracticumError
 
 
 def rng_state(data_generator: torch.Generator | None = None) -> dict:
-    """Every random state this process uses, as tensors and plain values."""
+    """Every random state this process uses, as tensors and plain values. Of the GPUs, only the
+    process's own (``torch.cuda.current_device()``, which resolving the device sets): a resume
+    that sees fewer GPUs, or another index, restores it onto its own device just the same."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     state = {
         "python": random.getstate(),  # (version, tuple of 625 ints, None)
         "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
                   "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
         "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "cuda": [torch.cuda.get_rng_state(torch.cuda.current_device())] if torch.cuda.is_available() else [],
     }
+    if mps_available():
+        state["mps"] = torch.mps.get_rng_state()
     if data_generator is not None:
         state["data"] = data_generator.get_state()
     return state
+
+
+def mps_available() -> bool:
+    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
 
 
 def set_rng_state(state: dict, data_generator: torch.Generator | None = None) -> None:
@@ -60,7 +68,12 @@ def set_rng_state(state: dict, data_generator: torch.Generator | None = None) ->
                          n["cached_gaussian"]))
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        # One entry since issue 28; older checkpoints hold every visible GPU's: take this
+        # process's own device's entry where it has one.
+        own = torch.cuda.current_device()
+        torch.cuda.set_rng_state(state["cuda"][own if own < len(state["cuda"]) else 0], own)
+    if state.get("mps") is not None and mps_available():
+        torch.mps.set_rng_state(state["mps"])
     if data_generator is not None:
         data_generator.set_state(state["data"])
 

@@ -89,7 +89,8 @@ class Compute(Section):
     threads: int = Field(0, ge=0, description="torch threads per process; 0: torch's own count (all cores), "
                          "divided among the sweep workers and DDP processes of this host")
     precision: Literal["fp32", "bf16", "auto"] = Field(
-        "fp32", description="bf16: bfloat16 autocast; auto: bf16 on a GPU or a CPU with native bf16, else fp32")
+        "fp32", description="bf16: bfloat16 autocast; auto: bf16 on a GPU of compute capability >= 8.0 "
+        "or a CPU with native bf16, else fp32")
 
 
 class Train(Compute):

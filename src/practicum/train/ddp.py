@@ -8,11 +8,16 @@ Every rank loads the config and the data, builds the model, and trains its share
 batch (see ``practicum.data.tensors.Loader``: sharded by the global rank and world size, across
 nodes too). Only global rank 0 touches the run store: it claims the run, then broadcasts the
 run directory and whether it is a resume, so the other ranks can load the same checkpoint. Other ranks get a ``RankRun``, whose logging is a no-op.
-Backend: nccl when every rank has a GPU, else gloo.
+Backend: from the device the run trains on (``train.device``, resolved as the practical will):
+gloo for cpu, nccl for cuda (gloo, with a note, when a host has fewer GPUs than processes:
+nccl refuses two ranks on one GPU); mps has none and is refused. Every collective gives up
+after ``PRACTICUM_DDP_TIMEOUT`` seconds (``timeout()``), so a rank whose peer died does not
+wait forever.
 """
 
 from __future__ import annotations
 
+import datetime
 import os
 import sys
 from pathlib import Path
@@ -35,19 +40,45 @@ def is_main() -> bool:
     return rank() == 0
 
 
-def device_for_rank() -> torch.device:
-    if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank())) % torch.cuda.device_count())
-    return torch.device("cpu")
+BACKENDS = {"cpu": "gloo", "cuda": "nccl"}
+
+
+def backend_for(device: torch.device) -> str:
+    """The process group's backend for a run on ``device``; a device no backend serves is refused."""
+    from practicum.errors import UsageError
+
+    if device.type not in BACKENDS:
+        raise UsageError(f"train.device = '{device.type}': no torch.distributed backend trains on it "
+                         "(gloo is for cpu, nccl for cuda); use -o train.device=cpu with --nproc, or run one process")
+    if device.type == "cuda":
+        per_host, gpus = int(os.environ.get("LOCAL_WORLD_SIZE", 1)), torch.cuda.device_count()
+        if gpus < per_host:  # nccl refuses two ranks on one GPU; gloo reduces CUDA tensors through the host
+            if int(os.environ.get("RANK", 0)) == 0:
+                print(f"practicum: {per_host} processes share {gpus} GPU(s) on this host: gloo, not nccl (which "
+                      "needs a GPU per process); slower, for trying DDP out", file=sys.stderr)
+            return "gloo"
+    return BACKENDS[device.type]
+
+
+def timeout() -> datetime.timedelta:
+    """How long a collective may wait: 15 minutes unless ``PRACTICUM_DDP_TIMEOUT`` (seconds) says,
+    longer than the longest wait practicum itself makes (a restarted rank 0 waiting 1.5 claim
+    timeouts, 7.5 minutes, for a stale claim) and shorter than torch's 30-minute gloo default."""
+    return datetime.timedelta(seconds=float(os.environ.get("PRACTICUM_DDP_TIMEOUT") or 900))
 
 
 joined = False  # this process joined a process group (it is a rank)
 
 
-def init() -> None:
-    """Join the process group described by the environment (RANK, WORLD_SIZE, MASTER_*)."""
+def init(device_name: str = "auto") -> None:
+    """Join the process group described by the environment (RANK, WORLD_SIZE, MASTER_*), with
+    the backend for ``device_name`` (``train.device``: auto | cpu | cuda | mps)."""
     if dist.is_initialized():
         return
+    from practicum.train.device import resolve_device
+
+    device = resolve_device(device_name)  # cuda: LOCAL_RANK's GPU, made current
+    backend = backend_for(device)
     if (os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True" and int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", 0))
             and int(os.environ.get("RANK", 0)) == 0 and int(os.environ.get("TORCHELASTIC_RESTART_COUNT", 0)) == 0):
         # torchrun's c10d rendezvous store outlives a restart, and the restarted ranks read the
@@ -55,17 +86,14 @@ def init() -> None:
         print("practicum: torchrun --max-restarts with the shared rendezvous store: a restart may fail to "
               "connect (pytorch/pytorch#135712); run torchrun with TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1",
               file=sys.stderr)
-    gpus = torch.cuda.is_available() and torch.cuda.device_count() >= int(os.environ.get("LOCAL_WORLD_SIZE", 1))
-    backend = "nccl" if gpus else "gloo"
     global joined
     joined = True  # this process ends through exit_rank (cli.main)
+    options = {"timeout": timeout()}  # resolve_device made this rank's GPU the current one
     if os.environ.get("PRACTICUM_RENDEZVOUS"):  # `--nproc` on one host: a file store (train/launch.py)
         dist.init_process_group(backend, init_method="file://" + os.environ["PRACTICUM_RENDEZVOUS"],
-                                rank=int(os.environ["RANK"]), world_size=int(os.environ["WORLD_SIZE"]))
+                                rank=int(os.environ["RANK"]), world_size=int(os.environ["WORLD_SIZE"]), **options)
     else:  # torchrun, or MASTER_ADDR / MASTER_PORT set by hand
-        dist.init_process_group(backend)
-    if gpus:
-        torch.cuda.set_device(device_for_rank())
+        dist.init_process_group(backend, **options)
 
 
 def wrap(model: nn.Module) -> nn.Module:
@@ -87,12 +115,27 @@ def sync_buffers(model: nn.Module) -> None:
 
 
 def all_gather_object(obj) -> list:
-    """[obj of rank 0, obj of rank 1, ...] on every rank (just [obj] without a process group)."""
+    """[obj of rank 0, obj of rank 1, ...] on every rank (just [obj] without a process group).
+    Tensors in ``obj`` travel as CPU tensors: a pickled GPU tensor would be unpickled onto the
+    sender's GPU index on every rank (an RNN's hidden state in the objective's memory)."""
     if world_size() == 1:
         return [obj]
     out = [None] * world_size()
-    dist.all_gather_object(out, obj)
+    dist.all_gather_object(out, to_cpu(obj))
     return out
+
+
+def to_cpu(obj):
+    """``obj`` with every tensor in its dicts, lists and tuples moved to the CPU."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):  # a named tuple
+        return type(obj)(*(to_cpu(v) for v in obj))
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_cpu(v) for v in obj)
+    return obj
 
 
 def broadcast_object(obj):

@@ -3,7 +3,9 @@
 The launcher imports no torch: it re-runs ``python -m practicum run ...`` (without ``--nproc``)
 N times with RANK / WORLD_SIZE set and a rendezvous file (``PRACTICUM_RENDEZVOUS``: a FileStore in
 a fresh temporary folder, so no TCP port is picked and raced for by a neighbouring job), waits,
-and passes rank 0's exit status on. If a rank fails, the others are stopped. Under ``torchrun`` (which sets the same
+and passes rank 0's exit status on. If a rank fails, the others are stopped: SIGTERM (rank 0 records
+the run interrupted), then SIGKILL after ``PRACTICUM_KILL_GRACE`` seconds (default 30) for a rank
+stuck in a GPU collective, where Python never sees the signal. Under ``torchrun`` (which sets the same
 variables) ``practicum run`` goes straight to ``run_rank``, on one node or many::
 
     torchrun --nnodes 2 --nproc-per-node 4 --rdzv-backend c10d --rdzv-endpoint HOST:29400 \
@@ -34,15 +36,15 @@ def launched() -> bool:
 def cmd_run_distributed(args) -> int:
     if not launched() and args.nproc < 2:
         raise UsageError(f"--nproc {args.nproc}: give 2 or more processes")
-    require_ddp(args)
+    cfg = require_ddp(args)
     if launched():
-        return run_rank(args)
+        return run_rank(args, getattr(getattr(cfg, "train", None), "device", "auto"))
     return spawn(args.nproc, rank_argv(args))
 
 
-def require_ddp(args) -> None:
+def require_ddp(args):
     """Only practicals on the shared fit loop shard their data over processes; any other would
-    run N whole copies, so it is refused before anything starts."""
+    run N whole copies, so it is refused before anything starts. Returns the config."""
     from practicum.config import load_experiment
     from practicum.tasks import supports_ddp
 
@@ -51,6 +53,7 @@ def require_ddp(args) -> None:
         world = os.environ.get("WORLD_SIZE") if launched() else args.nproc
         raise UsageError(f"{cfg.name}: the practical '{cfg.task}' does not train under DDP (its loop is not the "
                          f"shared fit loop); run it as one process, without --nproc {world} or torchrun")
+    return cfg
 
 
 def rank_argv(args) -> list[str]:
@@ -78,22 +81,32 @@ def spawn(nproc: int, argv: list[str]) -> int:
     return codes[0] if codes[0] >= 0 else 1
 
 
+def kill_grace() -> float:
+    """Seconds between SIGTERM and SIGKILL for the ranks left when one has failed."""
+    return float(os.environ.get("PRACTICUM_KILL_GRACE") or 30)
+
+
 def wait_all(procs: list[subprocess.Popen]) -> list[int]:
-    """Wait for every rank; when one fails, stop the others (they would hang in a collective)
-    and say which rank failed first and how."""
+    """Wait for every rank; when one fails, stop the others (they would hang in a collective):
+    SIGTERM, and SIGKILL for those still there after ``kill_grace()``; say which rank failed
+    first and how."""
     def stop(signum=signal.SIGTERM):
         for p in procs:
             if p.poll() is None:
                 p.send_signal(signum)
 
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop())
-    first = None
+    first, stopped_at = None, None
     try:
         while any(p.poll() is None for p in procs):
             failed = [(i, p.returncode) for i, p in enumerate(procs) if p.poll() not in (None, 0)]
             if failed:
                 first = first or failed[0]
-                stop()
+                if stopped_at is None:
+                    stopped_at = time.monotonic()
+                    stop()
+                elif time.monotonic() - stopped_at > kill_grace():
+                    stop(signal.SIGKILL)  # stuck where Python does not run its SIGTERM handler
             time.sleep(0.1)
     except KeyboardInterrupt:  # the ranks got the SIGINT too; let them record the interruption
         for p in procs:
@@ -109,7 +122,7 @@ def wait_all(procs: list[subprocess.Popen]) -> list[int]:
     return [p.returncode for p in procs]
 
 
-def run_rank(args) -> int:
+def run_rank(args, device: str = "auto") -> int:
     """One rank of a distributed ``practicum run`` (``--nproc`` or torchrun, one node or many):
     global rank 0 claims the run, records and reports; the others train on what it broadcasts.
 
@@ -119,7 +132,7 @@ def run_rank(args) -> int:
     last checkpoint. The ranks > 0 never claim."""
     from practicum.train import ddp
 
-    ddp.init()
+    ddp.init(device)  # train.device chooses the backend: gloo for cpu, nccl for cuda
     code = 1
     try:
         code = rank_body(args)

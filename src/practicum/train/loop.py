@@ -5,8 +5,10 @@
 Per step: a batch (``loader.batch(order, i)``: a slice of this epoch's order), the objective's
 ``step`` (forward and loss; under bf16 autocast when asked: bfloat16 needs no gradient scaler,
 so there is none to checkpoint), backward, optional gradient clipping, optimizer and scheduler
-step. A loss that is not finite stops the run (``Diverged``) before anything is saved, so the
-last checkpoint is the last good state. Every ``log_steps`` the mean training loss and sums
+step. The step's loss and sums stay tensors (on the GPU: no wait for it per step) until the loop
+next logs, evaluates or checkpoints; then they are added up and a loss that is not finite stops
+the run (``Diverged``) before anything is saved, so the last checkpoint is the last good state.
+Every ``log_steps`` the mean training loss and sums
 since the last log go to the run store and TensorBoard; every ``eval_steps`` and at each epoch
 end every evaluation split is measured, the best checkpoint (by ``best_metric``, a validation
 split) kept, and early stopping checked; every ``checkpoint_steps`` and at each epoch end the
@@ -129,7 +131,7 @@ def fit(model: nn.Module, opt: torch.optim.Optimizer, sched, objective: Objectiv
 
     device = next(model.parameters()).device
     dtype = resolve_precision(cfg.precision, device)
-    record_compute(run, device, dtype)
+    record_compute(run, device, dtype, model)
     ddp_net = ddp.wrap(model)  # after the restore: DDP copies rank 0's weights to every rank
     net = Autocast(ddp_net, device, dtype) if dtype else ddp_net
     eval_net = Autocast(model, device, dtype) if dtype else model
@@ -139,6 +141,7 @@ def fit(model: nn.Module, opt: torch.optim.Optimizer, sched, objective: Objectiv
                desc=cfg.label, disable=not (cfg.progress and ddp.is_main() and interactive()))
 
     def log_train(lr: float) -> None:
+        add_pending(state, cfg, steps)  # accumulate did at this step already; here in case the cadence moves
         w = state.window
         metrics = {k: v / w["n"] for k, v in w.items() if k != "n"}
         rec.log({**metrics, "lr": lr}, split="train", step=state.step, epoch=state.step / steps)
@@ -240,32 +243,94 @@ def report_probe(steps: int, start: float, fit_start: float, total_steps: int) -
     raise ProbeDone(f"probe done after {steps + 2} steps")
 
 
-def record_compute(run, device: torch.device, dtype) -> None:
-    """env.json says where and how the run computed: device, precision, threads, processes."""
+def record_compute(run, device: torch.device, dtype, model: nn.Module | None = None) -> None:
+    """env.json says where and how the run computed: device, precision, threads, processes; on a
+    GPU also the card, CUDA, cuDNN, TF32 and deterministic mode (train/device.py ``gpu_compute``),
+    and ``not_exact``: what keeps a resume there from being bit-identical (cuDNN's RNN dropout)."""
     from practicum import fileio
 
     path = run.dir / "env.json"
+    caveats = not_exact_on(device, model) if model is not None else []
+    if caveats and ddp.is_main():
+        name = getattr(getattr(run, "cfg", None), "name", "practicum")
+        print(f"{name}: {'; '.join(caveats)}: a resumed run continues but is not bit-identical to an "
+              "uninterrupted one (recorded in env.json)", file=sys.stderr)
     if not ddp.is_main() or not path.exists():
         return
     env = fileio.read_json(path)
     latest = env["resumed"][-1] if env.get("resumed") else env
     latest["compute"] = {"device": str(device), "precision": "bf16" if dtype == torch.bfloat16 else "fp32",
                          "threads": torch.get_num_threads(), "processes": ddp.world_size()}
+    if device.type == "cuda":
+        from practicum.train.device import gpu_compute
+
+        latest["compute"].update(gpu_compute(device))
+    if caveats:
+        latest["compute"]["not_exact"] = caveats
     fileio.write_json(path, env)
 
 
+def not_exact_on(device: torch.device, model: nn.Module) -> list[str]:
+    """What in ``model`` computes on ``device`` with random state outside torch's generators, so
+    that no checkpoint holds it: dropout between the layers of a cuDNN RNN (its dropout state
+    is seeded once per process and then advances inside cuDNN)."""
+    if device.type != "cuda" or not torch.backends.cudnn.enabled:
+        return []
+    rnns = [name or "model" for name, m in model.named_modules()
+            if isinstance(m, nn.RNNBase) and m.dropout > 0 and m.num_layers > 1]
+    return [f"cuDNN RNN dropout in {', '.join(rnns)}"] if rnns else []
+
+
 def accumulate(state: LoopState, s, cfg: FitConfig, lr: float, steps: int) -> None:
-    """Add a training batch's sums to the log window and the epoch (Python floats: exact on resume).
-    A loss that is not finite stops the run here, before the next checkpoint could keep it."""
-    loss = s.loss.item()
-    if not math.isfinite(loss):
-        raise Diverged(f"{cfg.label} diverged at step {state.step} (epoch {state.step / steps:.2f}): loss = {loss}, "
-                       f"learning rate {lr:.3g}; try a lower optim.lr or set optim.grad_clip (e.g. 1.0). "
-                       "The last good checkpoint is kept")
-    sums = {"loss": loss * s.n, **{k: float(v) for k, v in s.sums.items()}, "n": s.n}
-    for acc in (state.window, state.epoch_sums):
-        for k, v in sums.items():
-            acc[k] = acc.get(k, 0) + v
+    """Keep a training batch's loss and sums as the tensors they are until the loop next reads
+    them (``read_now``: a log, evaluation or checkpoint step, the epoch end): reading a GPU tensor
+    makes the CPU wait for the GPU, so that happens once per log window, not once per step.
+    ``add_pending`` then adds them to the log window and the epoch."""
+    sums = {k: v.detach() if isinstance(v, torch.Tensor) else v for k, v in s.sums.items()}
+    state.__dict__.setdefault("pending", []).append((state.step, lr, s.loss.detach(), s.n, sums))
+    if read_now(state, cfg, steps):
+        add_pending(state, cfg, steps)
+
+
+def read_now(state: LoopState, cfg: FitConfig, steps: int) -> bool:
+    """Whether ``fit`` logs, evaluates (and may save best.pt), checkpoints or ends the epoch after
+    this step: the cadence of fit's inner loop, which reads the sums only then."""
+    log_steps = cfg.log_steps if cfg.log_steps is not None else max(1, cfg.epochs * steps // CURVE_POINTS)
+    return state.position == steps or any(k and state.step % k == 0
+                                          for k in (log_steps, cfg.eval_steps, cfg.checkpoint_steps))
+
+
+def add_pending(state: LoopState, cfg: FitConfig, steps: int) -> None:
+    """Add the kept steps' sums to the log window and the epoch, in step order, as Python floats
+    (the numbers an ``.item()`` per step gave: LoopState holds plain values, exact on resume).
+    A loss that is not finite stops the run here, naming its step, before anything is logged,
+    evaluated or checkpointed: the last checkpoint is the last good state."""
+    pending = state.__dict__.pop("pending", [])
+    if not pending:
+        return
+    at, lrs, losses, ns, sums = zip(*pending)
+    losses, ns = host_values(losses), host_values(ns)
+    columns = {}  # sum name -> {step index: value}
+    for key in dict.fromkeys(k for d in sums for k in d):
+        rows = [i for i, d in enumerate(sums) if key in d]
+        columns[key] = dict(zip(rows, host_values([sums[i][key] for i in rows])))
+    for i, (step, lr) in enumerate(zip(at, lrs)):
+        loss = losses[i]
+        if not math.isfinite(loss):
+            raise Diverged(f"{cfg.label} diverged at step {step} (epoch {step / steps:.2f}): loss = {loss}, "
+                           f"learning rate {lr:.3g}; try a lower optim.lr or set optim.grad_clip (e.g. 1.0). "
+                           "The last good checkpoint is kept")
+        row = {"loss": loss * ns[i], **{k: float(c[i]) for k, c in columns.items() if i in c}, "n": ns[i]}
+        for acc in (state.window, state.epoch_sums):
+            for k, v in row.items():
+                acc[k] = acc.get(k, 0) + v
+
+
+def host_values(values) -> list:
+    """Python numbers of scalars: tensors on one device come over in one copy, numbers stay."""
+    if values and all(isinstance(v, torch.Tensor) for v in values) and len({(v.device, v.dtype) for v in values}) == 1:
+        return torch.stack([v.detach().reshape(()) for v in values]).tolist()
+    return [v.item() if isinstance(v, torch.Tensor) else v for v in values]
 
 
 def interactive() -> bool:

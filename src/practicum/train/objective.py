@@ -30,7 +30,7 @@ from practicum.train.optim import build_loss
 @dataclass
 class Step:
     loss: torch.Tensor  # scalar, what backward() is called on
-    n: int  # weight of this batch in the means: samples, or target tokens
+    n: int | torch.Tensor  # weight of this batch in the means: samples, or target tokens (a 0-d tensor)
     out: tuple = ()  # arguments of every metric's update(...)
     sums: dict[str, torch.Tensor | float] = field(default_factory=dict)  # training sums, divided by n
 

@@ -29,9 +29,25 @@ from practicum.train import optim_scratch as scratch
 OPTIMIZERS: Registry[Callable[..., torch.optim.Optimizer]] = Registry("optimizer")
 
 
-def _fusable(params: list) -> bool | None:
-    """torch's fused kernels (one kernel for every parameter's update) where torch has them, on
-    CPU and CUDA: 4 % of a LeNet step on this CPU (bench/loop.py). Other devices keep torch's default."""
+def fused_kernel(device_type: str, op: str) -> bool:
+    """Whether torch has a fused kernel ``torch._fused_<op>_`` (adam, adamw, sgd, adagrad) for
+    ``device_type``: the device is in the pinned torch's own list of devices with fused optimizer
+    kernels (``torch.utils._foreach_utils._get_fused_kernels_supported_devices``, what
+    ``fused=True`` is checked against), and this torch build registers the op for it (the list
+    is per device type, not per op: torch 2.13 has no fused Adagrad on mps)."""
+    from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+
+    if device_type not in _get_fused_kernels_supported_devices():
+        return False
+    key = {"cuda": "CUDA", "cpu": "CPU", "mps": "MPS", "xpu": "XPU", "hpu": "HPU", "mtia": "MTIA"}.get(
+        device_type, "PrivateUse1")
+    return torch._C._dispatch_has_kernel_for_dispatch_key(f"aten::_fused_{op}_", key)
+
+
+def _fusable(params: list, op: str) -> bool | None:
+    """torch's fused kernels (one kernel for every parameter's update) where torch has them for
+    ``op`` on the parameters' device (``fused_kernel``): 4 % of a LeNet step on this CPU
+    (bench/loop.py). Elsewhere torch's default (None)."""
     tensors = []
     for p in params:
         if isinstance(p, dict):  # a parameter group: its params may be a one-shot generator
@@ -39,7 +55,8 @@ def _fusable(params: list) -> bool | None:
             tensors += p["params"]
         else:
             tensors.append(p)
-    fusable = tensors and all(t.device.type in ("cpu", "cuda") and t.is_floating_point() for t in tensors)
+    devices = {t.device.type for t in tensors}
+    fusable = tensors and all(t.is_floating_point() for t in tensors) and all(fused_kernel(d, op) for d in devices)
     return True if fusable else None
 
 
@@ -47,27 +64,27 @@ def _fusable(params: list) -> bool | None:
 def _sgd(params, lr, momentum=0.0, nesterov=False, weight_decay=0.0, **_):
     params = list(params)
     return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
-                           fused=_fusable(params))
+                           fused=_fusable(params, "sgd"))
 
 
 @OPTIMIZERS.register("adam")
 def _adam(params, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, **_):
     params = list(params)
     return torch.optim.Adam(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
-                            fused=_fusable(params))
+                            fused=_fusable(params, "adam"))
 
 
 @OPTIMIZERS.register("adamw")
 def _adamw(params, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, **_):
     params = list(params)
     return torch.optim.AdamW(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
-                             fused=_fusable(params))
+                             fused=_fusable(params, "adamw"))
 
 
 @OPTIMIZERS.register("adagrad")
 def _adagrad(params, lr, eps=1e-10, weight_decay=0.0, **_):
     params = list(params)
-    return torch.optim.Adagrad(params, lr=lr, eps=eps, weight_decay=weight_decay, fused=_fusable(params))
+    return torch.optim.Adagrad(params, lr=lr, eps=eps, weight_decay=weight_decay, fused=_fusable(params, "adagrad"))
 
 
 @OPTIMIZERS.register("adadelta")
