@@ -93,37 +93,29 @@ def assert_stopped_writing_nothing(child, run_dir: Path, claim, taken: float, se
     return err
 
 
-@pytest.mark.timeout(180)
-def test_the_fit_loop_stops_when_its_claim_is_taken_over(home, tmp_path, monkeypatch):
-    child, run_dir, claim, taken = take_over(
-        home, tmp_path, monkeypatch, "fmnist-softmax", ["train.epochs=1000", "train.log_steps=2"])
+def taken_over_and_stopped(home, tmp_path, monkeypatch, experiment, overrides, extra=()) -> str:
+    child, run_dir, claim, taken = take_over(home, tmp_path, monkeypatch, experiment, overrides, extra)
     try:
-        seen = files(run_dir)
-        assert_stopped_writing_nothing(child, run_dir, claim, taken, seen)
+        return assert_stopped_writing_nothing(child, run_dir, claim, taken, files(run_dir))
     finally:
         if child.poll() is None:
             child.kill()
+
+
+FIT = ["train.epochs=1000", "train.log_steps=2"]
+
+
+@pytest.mark.timeout(180)
+def test_the_fit_loop_stops_when_its_claim_is_taken_over(home, tmp_path, monkeypatch):
+    taken_over_and_stopped(home, tmp_path, monkeypatch, "fmnist-softmax", FIT)
 
 
 @pytest.mark.timeout(180)
 def test_a_lesson_loop_stops_when_its_claim_is_taken_over(home, tmp_path, monkeypatch):
-    child, run_dir, claim, taken = take_over(home, tmp_path, monkeypatch, "gan-2d", ["train.epochs=100000"])
-    try:
-        seen = files(run_dir)
-        assert_stopped_writing_nothing(child, run_dir, claim, taken, seen)
-    finally:
-        if child.poll() is None:
-            child.kill()
+    taken_over_and_stopped(home, tmp_path, monkeypatch, "gan-2d", ["train.epochs=100000"])
 
 
 @pytest.mark.timeout(240)
 def test_a_ddp_rank_stops_when_its_claim_is_taken_over(home, tmp_path, monkeypatch):
-    child, run_dir, claim, taken = take_over(home, tmp_path, monkeypatch, "fmnist-softmax",
-                                             ["train.epochs=1000", "train.log_steps=2"], extra=("--nproc", "2"))
-    try:
-        seen = files(run_dir)
-        err = assert_stopped_writing_nothing(child, run_dir, claim, taken, seen)
-        assert "rank 0 failed first" in err  # and the launcher stopped the other rank
-    finally:
-        if child.poll() is None:
-            child.kill()
+    err = taken_over_and_stopped(home, tmp_path, monkeypatch, "fmnist-softmax", FIT, extra=("--nproc", "2"))
+    assert "rank 0 failed first" in err  # and the launcher stopped the other rank
