@@ -89,7 +89,7 @@ def test_missing_run_says_which_command_to_run_first(home):
 
 
 def test_missing_source_fails_the_finetune_entry_clearly(cli):
-    code, _, err = cli("run", "finetune-full", "--quick", "--no-report")
+    code, _, err = cli("run", "finetune-full", "--quick", "--no-report", "--no-deps")
     assert code != 0 and "practicum run fmnist-resnet18' first" in err
 
 

@@ -154,7 +154,8 @@ def test_entry_quick_draws_every_part_and_lands_in_its_band(cli):
     assert {"1_learning_rates_on_x2.png", "2_gd_against_newton.png", "4_schedules_compared.png",
             *[f"3_schedule_{n}.png" for n in gb.SCHEDULE_NAMES]} <= figures
     report = (run_dir / "report.md").read_text()
-    assert all(f"figures/{f}" in report for f in figures) and "where it ends" in report
+    assert all(f"figures/{f}" in report for f in figures if f.endswith(".png")) and "where it ends" in report
+    assert all(f.replace(".png", ".svg") in figures for f in figures if f.endswith(".png"))  # and as SVG
 
 
 KILLER = r"""

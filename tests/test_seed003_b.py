@@ -78,7 +78,7 @@ def test_cbow_examples_are_the_skipgram_draw_read_the_other_way():
 
 
 def test_cbow_entry_quick_says_when_there_is_no_skipgram_run_then_sits_beside_it(cli, home):
-    code, _, err = cli("run", "w2v-ptb-cbow", "--quick", "--no-report")
+    code, _, err = cli("run", "w2v-ptb-cbow", "--quick", "--no-report", "--no-deps")  # without skip-gram's
     assert code == 0, err
     run_dir = latest_run(cli, "w2v-ptb-cbow")
     meets_quick_band(run_dir, "w2v-ptb-cbow")

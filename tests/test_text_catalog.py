@@ -70,7 +70,7 @@ def test_translation_entry_runs_quick_with_report(cli):
 
 
 def test_word2vec_then_sentiment_from_its_embeddings(cli, home):
-    code, _, err = cli("run", "sentiment-imdb-tiny", "--quick", "--no-report")
+    code, _, err = cli("run", "sentiment-imdb-tiny", "--quick", "--no-report", "--no-deps")
     assert code == 1 and "no finished run of 'w2v-ptb'" in err  # says what to run first
 
     code, _, err = cli("run", "w2v-ptb", "--quick", "--no-report")

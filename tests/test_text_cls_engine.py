@@ -41,7 +41,7 @@ def resume_and_compare(args, env, home, ref_home) -> tuple[Path, Path]:
     (record,) = runs(env)
     assert record["status"] == "finished"
     run_dir = Path(record["dir"])
-    (ref_dir,) = ref_home.glob("[!.]*/*/")  # not .claims/
+    (ref_dir,) = (p.parent for p in ref_home.glob("*/*/config.toml"))  # a run, not .claims/ or site/
     assert lines(ref_dir) == lines(run_dir)  # no line lost or doubled, every value identical
     ref_summary = json.loads((ref_dir / "summary.json").read_text())
     assert untimed(ref_summary) == untimed(record["summary"])

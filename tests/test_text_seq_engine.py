@@ -172,7 +172,7 @@ def killed_then_resumed_equals_reference(cli, home, tmp_path, monkeypatch, args,
     monkeypatch.setenv("PRACTICUM_HOME", str(tmp_path / "ref"))  # the reference: uninterrupted, in-process
     assert cli(*args)[0] == 0
     monkeypatch.setenv("PRACTICUM_HOME", str(home))
-    (ref_dir,) = (tmp_path / "ref").glob("[!.]*/*/")  # not .claims/
+    (ref_dir,) = (p.parent for p in (tmp_path / "ref").glob("*/*/config.toml"))  # a run, not .claims/ or site/
 
     env = env_one_thread()
     killed = subprocess.run([sys.executable, "-c", KILLER, scope, str(step), *args], env=env,

@@ -6,6 +6,7 @@ From Python (the same behaviour as the CLI; see practicum/api.py)::
     run = practicum.run("mnist-lenet", overrides={"optim.lr": 0.05})
     run.summary, run.metrics, run.figures, run.report()
     practicum.runs(), practicum.load(run_id), practicum.sweep("study-mnist-optimizers")
+    practicum.compare(a, b).config       # the config keys that differ, as a DataFrame
 
 ``import practicum`` stays light: torch and pandas load on first use.
 """
@@ -14,7 +15,8 @@ __version__ = "0.1.0"
 
 from practicum.errors import PracticumError, UsageError  # noqa: E402
 
-_API = ("run", "runs", "load", "sweep", "load_study", "configure", "RunResult", "StudyResult", "Report")
+_API = ("run", "runs", "load", "sweep", "load_study", "configure", "compare", "site", "RunResult", "StudyResult",
+        "Report")
 __all__ = ["PracticumError", "UsageError", "Diverged", *_API]
 
 

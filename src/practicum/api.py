@@ -59,9 +59,11 @@ def _quiet(message: str, err: bool = False) -> None:
 
 
 def run(experiment: str | Path | Experiment, overrides: dict[str, Any] | None = None, *, seed: int | None = None,
-        force: bool = False, quick: bool = False, model=None, report: bool = True) -> "RunResult":
+        force: bool = False, quick: bool = False, model=None, report: bool = True, deps: bool = True,
+        site: bool = True) -> "RunResult":
     """Run an experiment (catalog name, path, or a config from ``practicum.configure``) as
-    ``practicum run`` does, and return its run. A finished run of the same config is returned as it is."""
+    ``practicum run`` does, and return its run. A finished run of the same config is returned as it is.
+    ``deps``: first run (or reuse) what it reads (``--no-deps``: False); ``site``: refresh <runs>/site."""
     from practicum.execute import run_config
 
     if isinstance(experiment, Experiment):
@@ -70,8 +72,43 @@ def run(experiment: str | Path | Experiment, overrides: dict[str, Any] | None = 
         cfg = experiment
     else:
         cfg = configure(experiment, overrides, seed=seed, quick=quick, model=model)
-    _, record = run_config(cfg, force=force, report=report, say=_quiet)
+    if deps:
+        from practicum import deps as dependencies
+
+        dependencies.bring(cfg, say=_quiet)
+    try:
+        _, record = run_config(cfg, force=force, report=report, say=_quiet)
+    finally:
+        if site:
+            _refresh_site()
     return RunResult(record)
+
+
+def _refresh_site() -> None:
+    from practicum.report.site import refresh
+
+    refresh()
+
+
+def site(out: str | Path | None = None) -> Path:
+    """Write (or bring up to date) the static site over the run store; returns its index.html."""
+    from practicum.report.site import build
+
+    return build(Path(out) if out else None)
+
+
+def compare(*runs: str, all_keys: bool = False):
+    """Runs side by side, as ``practicum compare`` shows them: a ``Comparison`` whose ``config``
+    (the keys that differ; ``all_keys``: every key), ``metrics`` (final values, each with its Δ
+    against the first run) and ``curves`` (every logged value) are DataFrames; ``diff`` is the
+    unified diff of their config.toml files, ``source`` whether your model's source differs."""
+    from practicum.report.compare import compare as comparison
+
+    if len(runs) == 1 and isinstance(runs[0], (list, tuple)):
+        runs = tuple(runs[0])
+    index = Index()
+    refs = [r.id if isinstance(r, RunResult) else str(r) for r in runs]
+    return comparison([index.find(ref) for ref in refs], all_keys=all_keys)
 
 
 def load(run_id: str) -> "RunResult":
@@ -190,10 +227,22 @@ def sweep(experiment: str | Path, grid: dict[str, list] | None = None, *, seeds:
         items = [sweeps.override_text(k, v) for k, v in (overrides or {}).items()]
         plan = sweeps.plan(str(experiment), {k: list(v) for k, v in (grid or {}).items()}, seeds or 1,
                            overrides=items, quick=quick, name=name, folds=folds)
-    counts = sweeps.run_plan(plan, workers=workers, log=_quiet, executor=executor, resources=resources)
+    bar = None
+    if executor == "local":
+        from practicum import deps, progress
+
+        if plan.trials:  # what the trials read (deps.py), once for all, as `practicum sweep` does
+            first = plan.trials[0]
+            deps.bring(load_experiment(plan.experiment, first.overrides, seed=first.seed, quick=plan.quick), say=_quiet)
+        bar = progress.for_sweep(plan, Index(), workers)  # runs done of all, elapsed, ETA (a widget in Jupyter)
+    counts = sweeps.run_plan(plan, workers=workers, log=bar.wrap(_quiet) if bar else _quiet, executor=executor,
+                             resources=resources, progress=bar)
+    if bar is not None:
+        bar.close()
     study_dir = sweeps.studies_dir() / plan.name
     if report:
         write_study_report(study_dir)
+    _refresh_site()
     return StudyResult(study_dir, counts)
 
 

@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--folds", type=int, metavar="K",
                    help="k-fold cross-validation: K runs, fold k of the training set as 'val' (test unseen), "
                         "and a report of mean ± std over the folds")
+    p.add_argument("--no-deps", action="store_true",
+                   help="do not run (or reuse) first the runs this entry reads (word2vec embeddings, "
+                        "pretrained weights, ...): without them it fails as it says")
 
     p = sub.add_parser("sweep", help="run a grid x seeds over an experiment, or a study file")
     p.add_argument("experiment", help="experiment (catalog name or .toml) or study (study-*)")
@@ -74,10 +77,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="the entries' and studies' quick forms, one seed (for CI)")
     p.add_argument("--workers", type=int, default=1, help="runs in parallel processes")
     p.add_argument("--no-probe", action="store_true", help="--plan: estimate from recorded runs only")
+    p.add_argument("--seeds", type=int, metavar="N",
+                   help="N seeds for what the claims compare (their entries and grid points only), fixed "
+                        "before the runs: the number a 'cannot tell' says would resolve it")
 
-    p = sub.add_parser("compare", help="overlay runs' curves and tabulate their final metrics")
+    p = sub.add_parser("compare", help="what differs between runs: config keys, final metrics (Δ), curves, "
+                                       "config.toml diff")
     p.add_argument("runs", nargs="+", help="run ids, id prefixes or run directories")
+    p.add_argument("--all-keys", action="store_true", help="every config key, not only those that differ")
     p.add_argument("--out", help="output directory (default <runs>/comparisons/<first id>...)")
+
+    p = sub.add_parser("site", help="the static site over the run store: runs, studies, reproductions, compare")
+    p.add_argument("--out", help="folder to write into (default <runs>/site)")
 
     p = sub.add_parser("runs", help="runs in the index")
     p.add_argument("--experiment")
@@ -96,9 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="file to write (default ./NAME.toml)")
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
 
-    p = sub.add_parser("export", help="a run's or a study's metrics, summary and results as files")
-    p.add_argument("run", help="run id, id prefix, run directory, or study name")
-    p.add_argument("--format", default="csv", choices=["csv", "parquet", "json"])
+    p = sub.add_parser("export", help="a run's, a study's or a reproduction's numbers as files or LaTeX tables")
+    p.add_argument("run", help="run id, id prefix, run directory, study name, or reproduction (000, 004-quick, ...)")
+    p.add_argument("--format", default="csv", choices=["csv", "parquet", "json", "latex"],
+                   help="latex: booktabs tables (\\usepackage{booktabs}), one .tex file per table")
     p.add_argument("--out", default=".", help="folder to write into (default: here)")
 
     p = sub.add_parser("data", help="datasets: list, fetch, verify")
@@ -108,7 +120,14 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("name")
     q = data_sub.add_parser("verify", help="verify cached files against their checksums")
     q.add_argument("name", nargs="?")
+    for name in SITE_COMMANDS:
+        sub.choices[name].add_argument("--no-site", action="store_true",
+                                       help="do not refresh the run browser (<runs>/site) afterwards")
     return parser
+
+
+# Commands after which the site (<runs>/site, `practicum site`) is brought up to date.
+SITE_COMMANDS = ("run", "sweep", "reproduce")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -167,6 +186,8 @@ def list_seed(seed: str, entries: dict) -> int:
 def cmd_run(args) -> int:
     import os
 
+    if not args.no_deps and int(os.environ.get("WORLD_SIZE", "1")) == 1:  # not in each torchrun rank
+        bring_dependencies(args)
     if args.folds is not None:
         return cmd_run_folds(args)
     if args.nproc != 1 or int(os.environ.get("WORLD_SIZE", "1")) > 1:  # --nproc N, or under torchrun
@@ -189,6 +210,18 @@ def cmd_run(args) -> int:
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+def bring_dependencies(args) -> None:
+    """The runs the entry reads (deps.py), run or reused first, said in one line on stderr."""
+    from practicum import deps
+    from practicum.config import load_experiment
+    from practicum.sweeps import is_study
+
+    if is_study(args.experiment):
+        return
+    cfg = load_experiment(args.experiment, args.override, seed=args.seed, quick=args.quick)
+    deps.bring(cfg, say=lambda msg: print(msg, file=sys.stderr))
 
 
 def cmd_run_folds(args) -> int:
@@ -235,7 +268,20 @@ def cmd_sweep(args) -> int:
                           overrides=args.override, quick=args.quick, name=args.name)
     log = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
     executor, resources = sweep_executor(args)
-    counts = sweeps.run_plan(plan, workers=args.workers, log=log, executor=executor, resources=resources)
+    bar = None
+    if executor == "local":
+        from practicum import deps, progress
+        from practicum.config import load_experiment
+
+        if plan.trials and not getattr(args, "no_deps", False):  # what the trials read, once for all
+            first = plan.trials[0]
+            deps.bring(load_experiment(plan.experiment, first.overrides, seed=first.seed, quick=plan.quick), say=log)
+        bar = progress.for_sweep(plan, Index(), args.workers)  # runs done of all, elapsed, ETA
+        log = bar.wrap(log)
+    counts = sweeps.run_plan(plan, workers=args.workers, log=log, executor=executor, resources=resources,
+                             progress=bar)
+    if bar is not None:
+        bar.close()
     study_dir = sweeps.studies_dir() / plan.name
     index = Index()
     export_trials(plan, index, study_dir / "tb")
@@ -289,7 +335,7 @@ def cmd_reproduce(args) -> int:
     seeds = reproduce.SEEDS if args.seed == "all" else (args.seed,)
     for seed in seeds:
         index = Index()
-        plan = reproduce.plan(seed, quick=args.quick, index=index)
+        plan = reproduce.plan(seed, quick=args.quick, index=index, seeds=args.seeds)
         if args.plan:
             reproduce.estimate(plan, index, probe=not args.no_probe)
             print(reproduce.format_plan(plan))
@@ -297,7 +343,7 @@ def cmd_reproduce(args) -> int:
         log = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
         counts = reproduce.run(plan, workers=args.workers, log=log)
         index.refresh()  # the runs just finished are in their folders, not yet in this cache
-        plan = reproduce.plan(seed, quick=args.quick, index=index)  # what is finished now
+        plan = reproduce.plan(seed, quick=args.quick, index=index, seeds=args.seeds)  # what is finished now
         out = reproduce.reproductions_dir() / (seed + ("-quick" if args.quick else ""))
         md, html = write_reproduction_report(plan, out, index)
         print(f"reproduction {seed}: {counts['total']} runs, {counts['skipped']} already finished, {counts['ran']} ran, "
@@ -308,18 +354,24 @@ def cmd_reproduce(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from practicum.report.study import write_compare_report
+    from practicum.report import compare
     from practicum.store import Index, home
 
     index = Index()
     records = [index.find(ref) for ref in args.runs]
     out = Path(args.out) if args.out else home() / "comparisons" / "-vs-".join(r.id for r in records)[:200]
-    md, _ = write_compare_report(records, out)
-    keys = sorted({k for r in records for k in r.summary})
-    print("\t".join(["run", "experiment", *keys]))
-    for r in records:
-        print("\t".join([r.id, r.experiment, *(f"{r.summary[k]:.4f}" if k in r.summary else "" for k in keys)]))
+    c = compare.compare(records, all_keys=args.all_keys)
+    md, _ = compare.write_compare_report(c, out)
+    print(compare.text(c, all_keys=args.all_keys))
     print(f"report: {md}")
+    return 0
+
+
+def cmd_site(args) -> int:
+    from practicum.report.site import build
+
+    page = build(Path(args.out) if args.out else None)
+    print(page)
     return 0
 
 
@@ -428,7 +480,20 @@ def cmd_data(args) -> int:
 
 
 COMMANDS = {"list": cmd_list, "run": cmd_run, "sweep": cmd_sweep, "reproduce": cmd_reproduce, "compare": cmd_compare, "runs": cmd_runs,
-            "report": cmd_report, "new": cmd_new, "export": cmd_export, "data": cmd_data}
+            "report": cmd_report, "new": cmd_new, "export": cmd_export, "data": cmd_data, "site": cmd_site}
+
+
+def refresh_site(args) -> None:
+    """After a run, sweep or reproduction: bring <runs>/site up to date (quietly; a failure is a
+    warning, never the command's). Not for --no-site, --plan, a DDP rank other than 0 or a probe."""
+    import os
+
+    if (args.command not in SITE_COMMANDS or getattr(args, "no_site", False) or getattr(args, "plan", False)
+            or int(os.environ.get("RANK", "0")) != 0 or os.environ.get("PRACTICUM_PROBE_STEPS")):
+        return
+    from practicum.report.site import refresh
+
+    refresh()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -447,7 +512,11 @@ def run_command(argv: list[str] | None = None) -> int:
     set_invocation(argv)
     try:
         args = build_parser().parse_args(argv)
-        code = COMMANDS[args.command](args)
+        try:
+            code = COMMANDS[args.command](args)
+        finally:  # a failed run is recorded too: show it (before the error line, which stays last)
+            if not isinstance(sys.exc_info()[1], KeyboardInterrupt):
+                refresh_site(args)
         sys.stdout.flush()  # a closed pipe shows here, not as a traceback at exit
         return code
     except BrokenPipeError:  # `practicum list | head`: the reader left, which is not an error

@@ -10,6 +10,12 @@ its rows ask for and every study, then write ``<runs>/reproductions/<seed>/repor
     practicum reproduce 000 --plan        # what it needs, what is done, how long the rest takes
     practicum reproduce 002 --workers 2   # run what is missing, then write the report
     practicum reproduce all --quick       # the seconds-long forms, one seed each (CI)
+    practicum reproduce 000 --seeds 8     # the claims' compared runs at 8 seeds: runs only those
+
+How many seeds a claim's verdict rests on is fixed before its runs: a claim's ``seeds = N`` in its
+file, or ``--seeds N`` for every claim of the reproduction (whichever is more, never fewer than
+the rows ask for). Only what the claims compare gets the extra seeds: the entries they name, and
+the grid points of a study their selectors match; the runs at the first seeds are reused.
 """
 
 from __future__ import annotations
@@ -89,6 +95,7 @@ class Plan:
     quick: bool
     entries: dict[str, list[Job]] = field(default_factory=dict)
     studies: dict[str, Any] = field(default_factory=dict)  # study -> sweeps.Plan
+    seeds: int | None = None  # --seeds: seeds per compared thing of every claim, fixed before the runs
 
     @property
     def jobs(self) -> list[Job]:
@@ -107,12 +114,25 @@ def entry_seeds(entry: str, seed_report: str, quick: bool) -> int:
     return max(wanted, default=1)
 
 
-def plan(seed: str, quick: bool = False, index: Index | None = None) -> Plan:
+def claim_seeds(claim: Claim, seeds: int | None) -> int:
+    """Seeds per compared thing a claim asks for: its ``seeds``, or ``--seeds``, whichever is more (0: no ask)."""
+    return max(claim.seeds or 0, seeds or 0)
+
+
+def plan(seed: str, quick: bool = False, index: Index | None = None, seeds: int | None = None) -> Plan:
+    """``seeds``: at least that many seeds for what every claim compares (``--seeds``)."""
     from practicum import sweeps
 
+    if seeds is not None and seeds < 2:
+        raise UsageError(f"--seeds {seeds}: a test needs a spread, 2 or more seeds per side")
     index = index or Index()
     rep = load_reproduction(seed)
-    p = Plan(rep, quick)
+    p = Plan(rep, quick, seeds=seeds)
+    claimed: dict[str, int] = {}  # entry -> the seeds the claims that compare it ask for
+    for c in (c for section in rep.sections for c in section.claims):
+        for s in c.a + c.b + c.items:
+            if "entry" in s:
+                claimed[s["entry"]] = max(claimed.get(s["entry"], 0), claim_seeds(c, seeds))
     for section in rep.sections:
         for entry in section.entries:
             if entry in p.entries:
@@ -120,18 +140,40 @@ def plan(seed: str, quick: bool = False, index: Index | None = None) -> Plan:
             if sweeps.is_study(entry):
                 raise UsageError(f"reproduction {seed}: '{entry}' is a study; list it under studies")
             jobs = []
-            for s in range(entry_seeds(entry, seed, quick)):
+            for s in range(max(entry_seeds(entry, seed, quick), claimed.get(entry, 0))):
                 cfg = load_experiment(entry, seed=s, quick=quick)
                 jobs.append(Job(entry, s, [], cfg.config_hash(), entry, finished(index, cfg.config_hash())))
             p.entries[entry] = jobs
         for study in section.studies:
             if study in p.studies:
                 continue
-            sp = sweeps.plan_study(study, seeds=1 if quick else None, quick=quick)
+            sp = study_plan(study, quick, seeds)
             p.studies[study] = sp
             p.study_jobs[study] = [Job(sp.experiment, t.seed, t.overrides, t.config_hash, study,
                                        finished(index, t.config_hash)) for t in sp.trials]
     return p
+
+
+def study_plan(study: str, quick: bool, seeds: int | None):
+    """The study's trials (one seed each in the quick form), and more seeds for the grid points
+    its claims compare where they ask for more (``seeds = N``, ``--seeds``)."""
+    from practicum import sweeps
+    from practicum.report.study import matches
+
+    base = 1 if quick else sweeps.load_study(study).seeds
+    claims = [(c, claim_seeds(c, seeds)) for c in sweeps.load_study(study).claims]
+    most = max([n for _, n in claims] + [base])
+    if most == base:
+        return sweeps.plan_study(study, seeds=base, quick=quick)
+    sp = sweeps.plan_study(study, seeds=most, quick=quick)
+
+    def wanted(point: dict) -> int:  # the seeds the claims that compare this grid point ask for
+        return max([n for c, n in claims for sel in c.a + c.b + c.items
+                    if all(k in point and matches(point[k], v) for k, v in sel.items())] + [base])
+
+    first = min(t.seed for t in sp.trials)
+    sp.trials = [t for t in sp.trials if t.seed - first < wanted(t.point)]
+    return sp
 
 
 def finished(index: Index, config_hash: str) -> RunRecord | None:
@@ -222,12 +264,17 @@ def run(p: Plan, workers: int = 1, log=print) -> dict:
     from practicum.report.study import write_study_report
 
     counts = {"total": 0, "skipped": 0, "ran": 0, "failed": 0}
+    from practicum.progress import for_reproduction  # one bar over every run below (progress.py)
+
+    bar = for_reproduction(p, Index(), workers)
+    log = bar.wrap(log)
     for entry, jobs in p.entries.items():
         sp = sweeps.plan(entry, {}, len(jobs), quick=p.quick, name=f"reproduce-{p.reproduction.seed}-{entry}")
-        add(counts, sweeps.run_plan(sp, workers=workers, log=log, record=False))
+        add(counts, sweeps.run_plan(sp, workers=workers, log=log, record=False, progress=bar))
     for study, sp in p.studies.items():
-        add(counts, sweeps.run_plan(sp, workers=workers, log=log))
+        add(counts, sweeps.run_plan(sp, workers=workers, log=log, progress=bar))
         write_study_report(sweeps.studies_dir() / sp.name)
+    bar.close()
     return counts
 
 

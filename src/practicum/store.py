@@ -877,6 +877,9 @@ class Run:
         self.scope_start = 0  # where the metrics of the next model trained in this run begin
         if not resumed:
             fileio.write_text(self.dir / "config.toml", tomli_w.dumps(_toml_ready(cfg.model_dump(mode="json"))))
+            # what the hash was taken of, names resolved (a preset's table, your model's source sha256):
+            # `practicum compare` tells from it whether two runs' model source differs
+            fileio.write_json(self.dir / "identity.json", cfg.identity())
 
     # -- the claim -------------------------------------------------------------------------
     def guard(self, look: bool = False) -> None:

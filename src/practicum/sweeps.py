@@ -264,14 +264,15 @@ EXECUTORS = ("local", "slurm", "submitit-local")
 
 
 def run_plan(p: Plan, workers: int = 1, log=print, executor: str = "local", resources=None,
-             record: bool = True) -> dict:
+             record: bool = True, progress=None) -> dict:
     """Run what is missing. Returns counts: total, skipped (already finished), ran, failed (and,
     for a cluster sweep that does not wait, queued: trials submitted or in flight).
 
     ``executor``: ``local`` (this process, or ``workers`` processes), ``slurm`` (one job array
     through submitit, with ``resources``: a ``cluster.Resources``), or ``submitit-local`` (the
     same path through submitit's LocalExecutor, on this machine). ``record``: keep the plan as a
-    study (studies/<name>/study.json) for its report."""
+    study (studies/<name>/study.json) for its report. ``progress``: a progress.Overall, told as
+    each trial ends (the bar over the whole sweep or reproduction)."""
     if executor not in EXECUTORS:
         raise UsageError(f"executor '{executor}': valid: {', '.join(EXECUTORS)}")
     index = Index()
@@ -299,9 +300,12 @@ def run_plan(p: Plan, workers: int = 1, log=print, executor: str = "local", reso
                 log(f"  trial {t.label()} seed {t.seed} failed: {e}")
                 counts["failed"] += 1
                 continue
+            finally:
+                if progress is not None:
+                    progress.done(t.config_hash)
             counts["ran"] += action in ("new", "resume")
     else:
-        results = run_in_processes(p, todo, workers, log)
+        results = run_in_processes(p, todo, workers, log, progress)
         counts["ran"] += results.count(0)
         counts["failed"] += len(results) - results.count(0)
     return counts
@@ -318,7 +322,7 @@ def visible_gpus() -> list[str]:
     return [str(i) for i in range(torch.cuda.device_count())]
 
 
-def run_in_processes(p: Plan, todo: list[Trial], workers: int, log) -> list[int]:
+def run_in_processes(p: Plan, todo: list[Trial], workers: int, log, progress=None) -> list[int]:
     """Each trial a ``practicum run`` subprocess, at most ``workers`` at a time, threads split evenly.
     Worker slot k gets GPU k mod the visible GPUs (``CUDA_VISIBLE_DEVICES`` of one GPU), so the
     trials spread over the GPUs instead of all landing on the first; with no GPU nothing is set."""
@@ -330,7 +334,7 @@ def run_in_processes(p: Plan, todo: list[Trial], workers: int, log) -> list[int]
         while queue and len(running) < workers:
             t = queue.pop(0)
             args = [sys.executable, "-m", "practicum", "run", p.experiment, "--seed", str(t.seed),
-                    "--no-report"] + (["--quick"] if p.quick else [])
+                    "--no-report", "--no-site", "--no-deps"] + (["--quick"] if p.quick else [])
             for o in t.overrides:
                 args += ["-o", o]
             slot = min(set(range(workers)) - {k for _, k in running.values()})
@@ -342,6 +346,8 @@ def run_in_processes(p: Plan, todo: list[Trial], workers: int, log) -> list[int]
             codes.append(proc.returncode)
             state = "done" if proc.returncode == 0 else f"failed (exit {proc.returncode})"
             log(f"  trial {t.label()} seed {t.seed}: {state}")
+            if progress is not None:
+                progress.done(t.config_hash)
     return codes
 
 

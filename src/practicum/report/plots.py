@@ -14,13 +14,16 @@ from practicum import fileio  # noqa: E402
 
 
 def save(fig, path: Path) -> Path:
-    """Save a figure atomically (PNG) and close it."""
+    """Save a figure atomically as PNG (``path``, what the reports embed) and as SVG beside it
+    (same name, ``.svg``: scales in a lab report), and close it. Returns the PNG's path."""
     import io
 
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    path = Path(path)
+    for fmt, target in (("png", path), ("svg", path.with_suffix(".svg"))):
+        buf = io.BytesIO()
+        fig.savefig(buf, format=fmt, dpi=110, bbox_inches="tight", metadata={"Date": None} if fmt == "svg" else None)
+        fileio.write_bytes(target, buf.getvalue())
     plt.close(fig)
-    fileio.write_bytes(path, buf.getvalue())
     return path
 
 

@@ -308,7 +308,9 @@ def claims_blocks(record: dict, groups, index: Index, figures: Path) -> list:
         if path and path.exists() and path not in shown:
             shown.append(path)
     return [Table(["claim", "the seed says", "verdict", "evidence (mean ± std over seeds, n)"], rows,
-                  "Verdicts: two means differ when the gap exceeds twice its standard error"),
+                  "Verdicts (scipy.stats, α = 0.05 unless the claim says otherwise): Welch's t-test for one "
+                  "thing beating another, TOST within the claim's margin for 'the same', a claim's several "
+                  "comparisons Holm-adjusted; 'cannot tell' says the seeds per side that would resolve it"),
             *[Image(p, p.stem.replace("_", " ")) for p in shown]]
 
 

@@ -39,6 +39,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from practicum.errors import PracticumError, UsageError
+from practicum.progress import interactive
 from practicum.train import checkpoint, ddp
 from practicum.train.device import autocast, resolve_precision
 from practicum.train.objective import Objective
@@ -331,15 +332,6 @@ def host_values(values) -> list:
     if values and all(isinstance(v, torch.Tensor) for v in values) and len({(v.device, v.dtype) for v in values}) == 1:
         return torch.stack([v.detach().reshape(()) for v in values]).tolist()
     return [v.item() if isinstance(v, torch.Tensor) else v for v in values]
-
-
-def interactive() -> bool:
-    """A terminal, or code running in a Jupyter kernel (tqdm.auto draws a widget there)."""
-    if sys.stderr.isatty():
-        return True
-    ipython = sys.modules.get("IPython")
-    shell = ipython.get_ipython() if ipython is not None else None
-    return getattr(shell, "kernel", None) is not None
 
 
 @torch.no_grad()
