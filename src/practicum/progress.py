@@ -85,18 +85,12 @@ class Overall:
 
     def _show(self) -> None:
         eta = self.eta()
-        self.bar.set_postfix_str("ETA unknown" if eta is None else f"ETA ~{fmt(eta)}", refresh=True)
+        from practicum.reproduce import fmt_seconds  # the plan's own format (--plan prints it too)
+
+        self.bar.set_postfix_str("ETA unknown" if eta is None else f"ETA ~{fmt_seconds(eta)}", refresh=True)
 
     def close(self) -> None:
         self.bar.close()
-
-
-def fmt(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def estimates(jobs, quick: bool, index) -> list[tuple[str, float | None]]:
